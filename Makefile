@@ -1,0 +1,46 @@
+# backlake: `make demo` runs the demo on the embedded (local directory) lake; `make test` runs the tests.
+# Both create or refresh .venv from requirements.lock first.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: setup demo test test-fast lock dashboard clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"backlake needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/backlake demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not browser and not s3 and not prefect"
+
+dashboard: setup
+	$(BIN)/backlake dashboard
+
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/python -m pip install --quiet -e ".[test]"
+	{ echo "# backlake lock file: exact versions of every runtime and test dependency (Python 3.11, linux x86_64)."; \
+	  echo "# Regenerate with 'make lock' after changing pyproject.toml's dependencies."; \
+	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .prefect .pytest_cache

@@ -1,0 +1,316 @@
+"""The runs page: a table of completed runs and the detail of the selected run.
+
+Views only: every number comes from ``LakeStore``; this module formats and lays it out.
+
+    page = RunsPage(store=LakeStore())
+    page.servable()
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable
+
+import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import NumeralTickFormatter
+from bokeh.models.widgets.tables import DateFormatter, NumberFormatter
+
+from backlake.errors import BacklakeError
+from dashboards.store import LakeStore
+
+__all__ = ["RunsPage", "RunsTable", "RunDetail"]
+
+EMPTY_LAKE = (
+    "**No runs yet** — run `backlake demo` to ingest the sample data and backtest the demo "
+    "strategies, then press **Refresh**."
+)
+NO_SELECTION = "Select a run in the table to see its equity curve, drawdown, metrics, config and trades."
+
+STRATEGY_COLOR, BENCHMARK_COLOR, DRAWDOWN_COLOR = "#1f6fb2", "#9a9a9a", "#c0392b"
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def _pct(v: float) -> str:
+    return f"{v:.2%}"
+
+
+def _ratio(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+#: metric name -> (label, formatter), in display order; other metrics follow, sorted.
+METRICS: dict[str, tuple[str, Callable[[float], str]]] = {
+    "total_return": ("Total return", _pct),
+    "cagr": ("CAGR", _pct),
+    "annual_volatility": ("Annual volatility", _pct),
+    "sharpe": ("Sharpe", _ratio),
+    "sortino": ("Sortino", _ratio),
+    "max_drawdown": ("Max drawdown", _pct),
+    "win_rate": ("Win rate", _pct),
+    "n_trades": ("Trades", _count),
+    "n_closed_trades": ("Closed trades", _count),
+}
+
+
+def format_metric(name: str, value: float | None) -> tuple[str, str]:
+    """(label, text) of a metric value; undefined values show as an en dash."""
+    label, fmt = METRICS.get(name, (name.replace("_", " ").capitalize(), lambda v: f"{v:.4g}"))
+    if value is None or not math.isfinite(value):
+        return label, "–"
+    return label, fmt(value)
+
+
+def format_params(params_json: str | None) -> str:
+    """``{"fast": 10, "slow": 30}`` -> ``fast=10, slow=30``."""
+    if not params_json:
+        return ""
+    try:
+        params = json.loads(params_json)
+    except ValueError:
+        return params_json
+    return ", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else params_json
+
+
+def _pct_cell(digits: int = 2) -> NumberFormatter:
+    return NumberFormatter(format=f"0.{'0' * digits}%", text_align="right")
+
+
+def _num_cell(fmt: str = "0,0.00") -> NumberFormatter:
+    return NumberFormatter(format=fmt, text_align="right")
+
+
+RUN_TITLES = {
+    "run_id": "Run", "strategy": "Strategy", "symbols": "Symbols", "params": "Params",
+    "total_return": "Total return", "cagr": "CAGR", "sharpe": "Sharpe", "sortino": "Sortino",
+    "max_drawdown": "Max DD", "n_trades": "Trades", "created_at": "Created (UTC)", "created_by": "By",
+}
+RUN_FORMATTERS = {
+    "total_return": _pct_cell(), "cagr": _pct_cell(), "max_drawdown": _pct_cell(),
+    "sharpe": _num_cell(), "sortino": _num_cell(), "n_trades": _num_cell("0,0"),
+    "created_at": DateFormatter(format="%Y-%m-%d %H:%M"),
+}
+TRADE_TITLES = {
+    "trade_id": "#", "symbol": "Symbol", "direction": "Side", "qty": "Qty", "entry_ts": "Entry",
+    "entry_price": "Entry price", "exit_ts": "Exit", "exit_price": "Exit price", "pnl": "P&L",
+    "return_pct": "Return", "fees": "Fees", "bars_held": "Bars", "mae": "MAE", "mfe": "MFE",
+    "exit_reason": "Exit reason",
+}
+TRADE_FORMATTERS = {
+    "qty": _num_cell("0,0.[0000]"), "entry_price": _num_cell(), "exit_price": _num_cell(),
+    "pnl": _num_cell(), "fees": _num_cell(), "return_pct": _pct_cell(), "mae": _pct_cell(),
+    "mfe": _pct_cell(), "entry_ts": DateFormatter(format="%Y-%m-%d"), "exit_ts": DateFormatter(format="%Y-%m-%d"),
+}
+
+METRIC_CSS = """
+.bl-metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
+.bl-metric { border: 1px solid #e3e6ea; border-radius: 6px; padding: 8px 10px; background: #fafbfc; }
+.bl-label { font-size: 0.78em; color: #5f6b7a; text-transform: uppercase; letter-spacing: 0.03em; }
+.bl-value { font-size: 1.35em; font-weight: 600; margin-top: 2px; }
+.bl-neg { color: #c0392b; }
+"""
+
+
+TABLE_CSS = ":host .tabulator { font-size: 0.875rem; }"
+
+
+def _alert(text: str, kind: str = "info") -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type=kind, sizing_mode="stretch_width")
+
+
+# -- views ---------------------------------------------------------------------------------------
+class RunsTable(pn.viewable.Viewer):
+    """The completed runs, sortable; ``run_id`` follows the selected row."""
+
+    run_id = param.String(default=None, allow_None=True, doc="The selected run, or None.")
+    n_runs = param.Integer(default=0, doc="How many completed runs the table shows.")
+
+    def __init__(self, store: LakeStore, **params: object) -> None:
+        super().__init__(**params)
+        self.store = store
+        self._message = _alert(EMPTY_LAKE, "info")
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=1, disabled=True,
+            titles=RUN_TITLES, formatters=RUN_FORMATTERS, layout="fit_data_stretch",
+            pagination="local", page_size=15, frozen_columns=["run_id"], sizing_mode="stretch_width",
+            header_align="center", css_classes=["runs-table"], stylesheets=[TABLE_CSS],
+        )
+        self._table.param.watch(self._on_select, "selection")
+        self.load()
+
+    def load(self) -> None:
+        """(Re-)read the runs; keep the selected run selected if it is still there."""
+        try:
+            runs = self.store.runs()
+        except BacklakeError as e:
+            self._show_message(f"**Cannot read the lake** at `{self.store.lake_uri}`: {e}", "danger")
+            return
+        self.n_runs = len(runs)
+        if runs.empty:
+            self._show_message(EMPTY_LAKE, "info")
+            return
+        shown = runs.assign(params=runs["params"].map(format_params))
+        self._table.value = shown
+        rows = shown.index[shown["run_id"] == self.run_id].tolist()
+        self._table.selection = rows[:1]
+        self._message.visible, self._table.visible = False, True
+
+    def _show_message(self, text: str, kind: str) -> None:
+        self.n_runs = 0
+        self._message.object, self._message.alert_type = text, kind
+        self._message.visible, self._table.visible = True, False
+        self.run_id = None
+
+    def _on_select(self, event: param.parameterized.Event) -> None:
+        rows = event.new
+        self.run_id = str(self._table.value["run_id"].iloc[rows[0]]) if rows else None
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self._message, self._table, sizing_mode="stretch_width")
+
+
+class RunDetail(pn.viewable.Viewer):
+    """Equity vs benchmark, drawdown, metrics, config and trades of one run."""
+
+    run_id = param.String(default=None, allow_None=True)
+
+    def __init__(self, store: LakeStore, **params: object) -> None:
+        super().__init__(**params)
+        self.store = store
+
+    @param.depends("run_id")
+    def _view(self) -> pn.viewable.Viewable:
+        if not self.run_id:
+            return _alert(NO_SELECTION, "secondary")
+        try:
+            run = self.store.run(self.run_id)
+            if run is None:
+                return _alert(f"Run `{self.run_id}` is not in the lake any more; press **Refresh**.", "warning")
+            equity, trades = self.store.equity(self.run_id), self.store.trades(self.run_id)
+            metrics = self.store.metrics(self.run_id)
+        except BacklakeError as e:
+            return _alert(f"**Cannot read run `{self.run_id}`**: {e}", "danger")
+        return pn.Column(
+            self._header(run),
+            self._charts(self.run_id, equity),
+            pn.Row(
+                pn.Column("#### Metrics", self._metrics(metrics), sizing_mode="stretch_width"),
+                pn.Card(pn.pane.JSON(run["config"], depth=-1, sizing_mode="stretch_width"),
+                        title="Config", sizing_mode="stretch_width", collapsible=True),
+                sizing_mode="stretch_width",
+            ),
+            self._trades(trades),
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _header(run: dict) -> pn.pane.Markdown:
+        created = run["created_at"].strftime("%Y-%m-%d %H:%M UTC") if pd.notna(run["created_at"]) else "?"
+        return pn.pane.Markdown(
+            f"### Run `{run['run_id']}` — {run['strategy']} on {run['symbols']} ({run['timeframe']})\n"
+            f"{format_params(run['params'])} · created {created} by {run['created_by']} · "
+            f"code {run['code_version']} · data versions `{run['data_versions']}`",
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _charts(run_id: str, equity: pd.DataFrame) -> pn.viewable.Viewable:
+        if equity.empty:
+            return _alert(f"Run `{run_id}` has no equity rows.", "warning")
+        df = equity.rename(columns={
+            "ts": "Date", "equity": "Strategy", "benchmark_equity": "Benchmark", "drawdown": "Drawdown",
+        })
+        series = ["Strategy"] + (["Benchmark"] if df["Benchmark"].notna().any() else [])
+        curve = df.hvplot.line(
+            x="Date", y=series, title=f"Equity — {run_id}", ylabel="Equity", xlabel="",
+            color=[STRATEGY_COLOR, BENCHMARK_COLOR][: len(series)], legend="top_left",
+            yformatter=NumeralTickFormatter(format="0,0"), responsive=True, height=340,
+            group_label="Series", value_label="Equity",
+        )
+        drawdown = df.hvplot.area(
+            x="Date", y="Drawdown", title=f"Drawdown — {run_id}", ylabel="Drawdown", xlabel="",
+            color=DRAWDOWN_COLOR, alpha=0.35, line_width=1,
+            yformatter=NumeralTickFormatter(format="0%"), responsive=True, height=200,
+        )
+        return pn.pane.HoloViews(
+            (curve + drawdown).cols(1), sizing_mode="stretch_width", css_classes=["run-charts"]
+        )
+
+    @staticmethod
+    def _metrics(metrics: dict[str, float | None]) -> pn.viewable.Viewable:
+        if not metrics:
+            return _alert("No metrics recorded for this run.", "warning")
+        names = [n for n in METRICS if n in metrics] + sorted(n for n in metrics if n not in METRICS)
+        cells = []
+        for name in names:
+            label, text = format_metric(name, metrics[name])
+            neg = " bl-neg" if (metrics[name] or 0) < 0 else ""
+            cells.append(
+                f'<div class="bl-metric"><div class="bl-label">{html.escape(label)}</div>'
+                f'<div class="bl-value{neg}">{html.escape(text)}</div></div>'
+            )
+        return pn.pane.HTML(
+            f'<div class="bl-metrics">{"".join(cells)}</div>', stylesheets=[METRIC_CSS],
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _trades(trades: pd.DataFrame) -> pn.viewable.Viewable:
+        title = f"#### Trades ({len(trades)})"
+        if trades.empty:
+            return pn.Column(title, _alert("This run made no trades.", "secondary"))
+        table = pn.widgets.Tabulator(
+            trades, show_index=False, disabled=True, titles=TRADE_TITLES, formatters=TRADE_FORMATTERS,
+            layout="fit_data_stretch", pagination="local", page_size=10, sizing_mode="stretch_width",
+            css_classes=["trades-table"], stylesheets=[TABLE_CSS],
+        )
+        return pn.Column(title, table, sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.panel(self._view, loading_indicator=True), sizing_mode="stretch_width",
+            css_classes=["run-detail"],
+        )
+
+
+class RunsPage(pn.viewable.Viewer):
+    """Header (lake, run count, refresh), the runs table, and the selected run's detail."""
+
+    def __init__(self, store: LakeStore, **params: object) -> None:
+        super().__init__(**params)
+        self.store = store
+        self.table = RunsTable(store)
+        self.detail = RunDetail(store, run_id=self.table.run_id)
+        self.table.param.watch(lambda e: setattr(self.detail, "run_id", e.new), "run_id")
+        self._refresh = pn.widgets.Button(
+            name="↻ Refresh", button_type="primary", width=110, height=36, sizing_mode="fixed",
+        )
+        self._refresh.on_click(self._on_refresh)
+
+    def _on_refresh(self, _event: object) -> None:
+        self.store.refresh()
+        self.table.load()
+        self.detail.param.trigger("run_id")
+
+    def _summary(self, n: int) -> pn.pane.Markdown:
+        return pn.pane.Markdown(
+            f"**Lake** `{self.store.lake_uri}` · **{n}** completed run{'s' if n != 1 else ''}",
+            css_classes=["runs-summary"], sizing_mode="stretch_width", margin=(12, 10, 0, 10),
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.Row(pn.bind(self._summary, self.table.param.n_runs), self._refresh, sizing_mode="stretch_width"),
+            self.table,
+            pn.layout.Divider(),
+            self.detail,
+            sizing_mode="stretch_width",
+        )

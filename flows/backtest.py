@@ -1,0 +1,66 @@
+"""Prefect flow ``backtest``: one config or a list, each run a task, results batched into the lake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from backlake.config import BacktestConfig
+from backlake.errors import BacktestError
+from backlake.lake.runs import (
+    PlannedRun,
+    RunOutcome,
+    commit_outcomes,
+    execute_run,
+    plan_runs,
+    record_events,
+)
+from flows._common import open_lake
+
+
+@task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
+def backtest_task(planned: PlannedRun, lake_uri: str | None) -> RunOutcome:
+    """Run one backtest on its pinned data (pure compute; the flow writes the results)."""
+    return execute_run(open_lake(lake_uri), planned)
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def commit_task(outcomes: list[RunOutcome], lake_uri: str | None) -> None:
+    """Write a batch of results (idempotent per run, so retries duplicate nothing)."""
+    commit_outcomes(open_lake(lake_uri), outcomes)
+
+
+@flow(name="backtest")
+def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str | None = None) -> list[dict]:
+    """Run backtests and record them; returns one summary dict per run (new or already stored)."""
+    log = get_run_logger()
+    raw = [configs] if isinstance(configs, dict) else list(configs)
+    cfgs = [BacktestConfig.model_validate(c) for c in raw]  # ConfigError before any task starts
+    lake = open_lake(lake_uri)
+    plan = plan_runs(lake, cfgs)
+    todo = [p for p in plan if not p.done]
+    log.info("%d run(s): %d new, %d already in the lake", len(plan), len(todo), len(plan) - len(todo))
+    ids = [p.run_id for p in todo]
+    record_events(lake, ids, "pending")
+    record_events(lake, ids, "running")
+    futures = backtest_task.map(todo, unmapped(lake_uri))
+    outcomes = [f.result() for f in futures]
+    commit_task(outcomes, lake_uri)
+    by_id = {o.planned.run_id: o for o in outcomes}
+    out = []
+    for p in plan:
+        o = by_id.get(p.run_id)
+        status = "existing" if p.done else (o.status if o else "unknown")
+        if o is not None and o.error:
+            log.error("run %s failed: %s", p.run_id, o.error)
+        out.append({"run_id": p.run_id, "config_id": p.config.id, "status": status,
+                    "error": o.error if o else None})
+    failed = [r for r in out if r["status"] == "failed"]
+    if failed:  # recorded in the lake as failed runs; the flow run itself ends Failed
+        raise BacktestError(
+            f"{len(failed)} of {len(out)} run(s) failed: "
+            + "; ".join(f"{r['run_id']}: {r['error'].splitlines()[0]}" for r in failed)
+        )
+    return out

@@ -1,0 +1,264 @@
+"""The ``backlake`` command line: demo, ingest, backtest, sql, lake status, dashboard.
+
+    backlake demo
+    backlake ingest --source samples --symbols GOOG SP500
+    backlake backtest config.json
+    backlake sql "SELECT run_id, sharpe FROM runs ORDER BY sharpe DESC" --format json
+    backlake lake status --format json
+    backlake dashboard --port 5006
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import importlib.util
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backlake.errors import BacklakeError, ConfigError, LakeConnectionError
+
+FORMATS = ("table", "json", "csv")
+
+
+# -- output -------------------------------------------------------------------------------------
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    if hasattr(v, "item"):  # numpy / decimal-like scalars
+        try:
+            return v.item()
+        except Exception:
+            pass
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return ""
+        return f"{v:.6g}" if abs(v) < 1e6 else f"{v:,.2f}"
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    return str(v)
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
+    """Render rows as an aligned table, a JSON array of objects, or CSV."""
+    if fmt == "json":
+        return json.dumps([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], indent=None)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows([[_cell(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join([line, sep, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+# -- commands -----------------------------------------------------------------------------------
+def cmd_sql(args: argparse.Namespace) -> int:
+    from backlake.lake import connect
+
+    with connect() as con:
+        for spec in args.at or []:
+            table, _, version = spec.partition("=")
+            if not version.isdigit():
+                raise ConfigError(f"--at {spec!r}: write TABLE=VERSION, e.g. --at bars=3")
+            con.at_version(table, int(version))
+        try:
+            rel = con.sql(args.query)
+        except Exception as e:  # duckdb errors: show the message, not a traceback
+            raise ConfigError(f"SQL error: {e}") from e
+        if rel is None:
+            return 0
+        print(format_rows(rel.columns, rel.fetchall(), args.format))
+    return 0
+
+
+def cmd_lake_status(args: argparse.Namespace) -> int:
+    from backlake.lake import Lake
+
+    lake = Lake()
+    status = lake.status()
+    if args.format == "table":
+        print(f"lake: {lake.settings.lake_uri}")
+    print(format_rows(status.columns, status.rows(), args.format))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ingest_flow
+
+    columns = dict(kv.split("=", 1) for kv in args.map) if args.map else None
+    report = ingest_flow(
+        source=args.source, symbols=args.symbols, path=args.path, symbol=args.symbol,
+        timeframe=args.timeframe, columns=columns, seed=args.seed, periods=args.periods,
+    )
+    print(_ingest_summary(report))
+    return 0
+
+
+def _ingest_summary(report: dict) -> str:
+    v = report["validation"]
+    counts = ", ".join(f"{k}={n}" for k, n in v["counts"].items())
+    return (
+        f"ingested {len(report['symbols'])} symbol(s): {report['rows_new']} new bar(s), "
+        f"{report['rows_existing']} already in the lake; bars is at version {report['bars_version']}\n"
+        f"validation: {v['rows_in']} rows in, {v['rows_valid']} valid, {v['rows_skipped']} skipped ({counts})"
+    )
+
+
+def _read_configs(path: str) -> list[dict]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {path!r} does not exist")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        return data
+    raise ConfigError(f"{path} must hold one config object or a list of them")
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from backlake.config import BacktestConfig
+    from flows.backtest import backtest_flow
+
+    configs = _read_configs(args.config)
+    for c in configs:
+        BacktestConfig.model_validate(c)  # fail before Prefect starts
+    results = backtest_flow(configs)
+    print(runs_summary([r["run_id"] for r in results]))
+    return 0
+
+
+SUMMARY_SQL = """
+SELECT run_id, strategy, symbols AS symbol, params, round(total_return * 100, 2) AS return_pct,
+       round(sharpe, 3) AS sharpe, round(max_drawdown * 100, 2) AS max_dd_pct, n_trades AS trades
+FROM runs WHERE status = 'completed' AND run_id IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY symbol, params
+"""
+
+
+def runs_summary(run_ids: list[str]) -> str:
+    from backlake.lake import connect
+
+    with connect() as con:
+        rel = con.execute(SUMMARY_SQL, [run_ids])
+        cols = [d[0] for d in rel.description]
+        return format_rows(cols, rel.fetchall())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo()
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    spec = importlib.util.find_spec("dashboards")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the dashboards package is not installed; run `make demo` or `pip install -e .`")
+    app = Path(list(spec.submodule_search_locations)[0]) / "app.py"
+    cmd = [
+        sys.executable, "-m", "panel", "serve", str(app), "--port", str(args.port),
+        "--address", args.address, "--allow-websocket-origin", f"{args.address}:{args.port}",
+        "--allow-websocket-origin", f"localhost:{args.port}", "--index", "app",
+    ]
+    if args.show:
+        cmd.append("--show")
+    print(f"serving the dashboard at http://{args.address}:{args.port}/app (Ctrl-C to stop)")
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="backlake", description="Backtests into a versioned Delta lake.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="ingest the samples, run backtests through Prefect, print a summary")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("ingest", help="validate bars and append new rows to the lake")
+    s.add_argument("--source", choices=("samples", "synthetic", "file"), default="samples")
+    s.add_argument("--symbols", nargs="+", help="symbols to load (samples/synthetic); default: all samples")
+    s.add_argument("--path", help="CSV or Parquet file (source=file)")
+    s.add_argument("--symbol", help="symbol of a file without a symbol column")
+    s.add_argument("--timeframe", default="1d")
+    s.add_argument("--map", nargs="+", metavar="OURS=THEIRS", help="column mapping, e.g. ts=Date close='Adj Close'")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--periods", type=int, default=2520)
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("backtest", help="run the config(s) in a JSON file through the backtest flow")
+    s.add_argument("config", help="JSON file: one config object or a list")
+    s.set_defaults(fn=cmd_backtest)
+
+    s = sub.add_parser("sql", help="run SQL over the lake's tables (DuckDB)")
+    s.add_argument("query")
+    s.add_argument("--format", choices=FORMATS, default="table")
+    s.add_argument("--at", nargs="+", metavar="TABLE=VERSION", help="also define TABLE_vVERSION views (time travel)")
+    s.set_defaults(fn=cmd_sql)
+
+    s = sub.add_parser("lake", help="lake commands")
+    lsub = s.add_subparsers(dest="lake_command", required=True)
+    st = lsub.add_parser("status", help="tables with version, rows, last commit and age")
+    st.add_argument("--format", choices=FORMATS, default="table")
+    st.set_defaults(fn=cmd_lake_status)
+
+    s = sub.add_parser("dashboard", help="serve the Panel dashboards")
+    s.add_argument("--port", type=int, default=5006)
+    s.add_argument("--address", default="127.0.0.1")
+    s.add_argument("--show", action="store_true", help="open a browser")
+    s.set_defaults(fn=cmd_dashboard)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except LakeConnectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except BacklakeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

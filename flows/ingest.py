@@ -1,0 +1,58 @@
+"""Prefect flow ``ingest``: load bars from a provider, validate, append new rows to ``bars``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from backlake.data.file import read_bars_file
+from backlake.data.ingest import ingest_bars
+from backlake.data.samples import load_samples
+from backlake.data.synthetic import synthetic_bars
+from backlake.errors import ConfigError
+from flows._common import open_lake
+
+
+@task(cache_policy=NO_CACHE)
+def load_bars_task(
+    source: str, symbols: list[str] | None, path: str | None, symbol: str | None,
+    timeframe: str, columns: dict[str, str] | None, seed: int, periods: int,
+) -> pl.DataFrame:
+    """Read raw bars from the chosen provider."""
+    if source == "samples":
+        return load_samples(symbols)
+    if source == "synthetic":
+        return synthetic_bars(tuple(symbols or ["SYN0", "SYN1", "SYN2"]), periods=periods, timeframe=timeframe, seed=seed)
+    if source == "file":
+        if not path:
+            raise ConfigError("source='file' needs path=<CSV or Parquet file>")
+        return read_bars_file(path, symbol=symbol, timeframe=timeframe, columns=columns)
+    raise ConfigError(f"source={source!r} is not a provider: use samples, synthetic or file")
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def ingest_task(bars: pl.DataFrame, lake_uri: str | None) -> dict:
+    """Validate and append only new rows (idempotent, so a retry is safe)."""
+    report = ingest_bars(open_lake(lake_uri), bars)
+    get_run_logger().info(report.summary())
+    return report.to_dict()
+
+
+@flow(name="ingest")
+def ingest_flow(
+    source: Literal["samples", "synthetic", "file"] = "samples",
+    symbols: list[str] | None = None,
+    path: str | None = None,
+    symbol: str | None = None,
+    timeframe: str = "1d",
+    columns: dict[str, str] | None = None,
+    seed: int = 0,
+    periods: int = 2520,
+    lake_uri: str | None = None,
+) -> dict:
+    """Ingest bars into the lake; returns the ingest report (counts per validation rule)."""
+    bars = load_bars_task(source, symbols, path, symbol, timeframe, columns, seed, periods)
+    return ingest_task(bars, lake_uri)

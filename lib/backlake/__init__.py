@@ -1,0 +1,27 @@
+"""backlake: backtests whose every result lands in one versioned Delta lake.
+
+    import backlake as bl
+    cfg = bl.BacktestConfig.model_validate({...})
+    res = bl.run_backtest(cfg, bars)
+"""
+
+from backlake.config import BacktestConfig, Costs, Execution, Sizing
+from backlake.engine import BacktestResult, run_backtest
+from backlake.errors import (
+    BacklakeError,
+    BacktestError,
+    ConfigError,
+    DataValidationError,
+    LakeConnectionError,
+    LakeError,
+)
+from backlake.settings import Settings, get_settings
+from backlake.strategies import list_strategies
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BacktestConfig", "BacktestResult", "Costs", "Execution", "Sizing", "Settings",
+    "BacklakeError", "BacktestError", "ConfigError", "DataValidationError", "LakeConnectionError",
+    "LakeError", "get_settings", "list_strategies", "run_backtest", "__version__",
+]

@@ -1,0 +1,220 @@
+"""``BacktestConfig``: the one object a user edits as JSON, passes to a flow, and finds in the lake.
+
+Example::
+
+    cfg = BacktestConfig.model_validate({
+        "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30},
+        "universe": ["GOOG"], "start": "2004-08-19", "end": "2013-03-01",
+        "timeframe": "1d", "initial_cash": 10000,
+        "costs": {"commission_bps": 10},
+    })
+    cfg.id  # '5c0e…' stable hash of the canonical JSON
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from backlake._suggest import unknown_name_message
+from backlake.errors import ConfigError
+from backlake.strategies import get_strategy
+
+__all__ = ["BacktestConfig", "Sizing", "Costs", "Execution", "TIMEFRAMES", "UNIVERSES", "canonical_hash"]
+
+TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "1mo")
+
+#: Named universes: a config may say ``"universe": "sp500_stocks"`` instead of a list.
+UNIVERSES: dict[str, tuple[str, ...]] = {
+    "sp500_stocks": (
+        "AAPL", "AMD", "BAC", "BBY", "CVX", "GE", "HD", "JNJ", "JPM", "KO",
+        "LLY", "MRK", "MSFT", "PEP", "PFE", "PG", "RRC", "UNH", "WMT", "XOM",
+    ),
+    "indices": ("SP500", "NASDAQ"),
+}
+
+
+def canonical_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces), first ``length`` hex."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class _Section(BaseModel):
+    """A frozen config section that names unknown keys with the closest valid one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise ValueError(unknown_name_message("key", str(key), cls.model_fields))
+        return data
+
+
+class Sizing(_Section):
+    method: Literal["fixed_fraction"] = Field(
+        default="fixed_fraction",
+        description="fixed_fraction: invest `fraction` of equity on each entry.",
+    )
+    fraction: float = Field(default=1.0, gt=0, le=1, description="Fraction of equity per entry, 0-1.")
+    whole_units: bool = Field(default=True, description="Round quantities down to whole units.")
+
+
+class Costs(_Section):
+    commission_bps: float = Field(default=0.0, ge=0, le=1000, description="Commission per side, bps of value.")
+    slippage_bps: float = Field(default=0.0, ge=0, le=1000, description="Price slippage per fill, bps.")
+
+
+class Execution(_Section):
+    fill: Literal["next_open", "close"] = Field(
+        default="next_open",
+        description="next_open: signal on bar N's close fills at bar N+1's open; close: fills at N's close.",
+    )
+
+
+class BacktestConfig(_Section):
+    """A complete, frozen description of one backtest; ``id`` is its stable hash."""
+
+    strategy: str = Field(description="Registered strategy name, see backlake.list_strategies().")
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="Strategy parameters (defaults filled in).")
+    universe: list[str] | str = Field(description="Symbols, or a universe name such as 'sp500_stocks'.")
+    start: dt.date | None = Field(default=None, description="First bar date (inclusive); default: data start.")
+    end: dt.date | None = Field(default=None, description="Last bar date (inclusive); default: data end.")
+    timeframe: str = Field(default="1d", description=f"Bar size, one of {', '.join(TIMEFRAMES)}.")
+    initial_cash: float = Field(default=10_000.0, gt=0, description="Starting cash, in the quote currency.")
+    direction: Literal["long_only"] = Field(default="long_only", description="Trade direction.")
+    sizing: Sizing = Field(default_factory=Sizing)
+    costs: Costs = Field(default_factory=Costs)
+    execution: Execution = Field(default_factory=Execution)
+    benchmark: str | None = Field(default=None, description="Benchmark symbol; default buy and hold of the traded asset.")
+    seed: int | None = Field(default=None, description="Seed for any randomised step.")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        get_strategy(v)  # raises ConfigError naming the closest strategy
+        return v
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _validate_params(cls, v: Any, info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("strategy")
+        if name is None:  # the strategy itself failed validation; reported there
+            return v if isinstance(v, dict) else {}
+        if v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError(f"params must be an object of parameter -> value, got {v!r}")
+        model = get_strategy(name).params_model
+        try:
+            return model.model_validate(v).model_dump(mode="json")
+        except ValidationError as e:
+            raise ValueError(_format_errors(e, prefix="params")) from None
+
+    @field_validator("universe")
+    @classmethod
+    def _universe(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, str):
+            if v not in UNIVERSES:
+                raise ValueError(
+                    unknown_name_message("universe", v, UNIVERSES)
+                    + "; or give a list of symbols such as [\"GOOG\"]"
+                )
+            return v
+        symbols = [s.strip() for s in v]
+        if not symbols:
+            raise ValueError('universe is empty: list at least one symbol, e.g. ["GOOG"]')
+        if any(not s for s in symbols):
+            raise ValueError(f"universe={v!r} contains an empty symbol")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"universe={v!r} lists a symbol twice")
+        return symbols
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, v: str) -> str:
+        if v not in TIMEFRAMES:
+            raise ValueError(unknown_name_message("timeframe", v, TIMEFRAMES))
+        return v
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "BacktestConfig":
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(
+                f"end={self.end.isoformat()} is before start={self.start.isoformat()}: swap them"
+            )
+        return self
+
+    # -- construction always raises ConfigError ---------------------------------------------
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> "BacktestConfig":  # type: ignore[override]
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e)) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes, **kwargs: Any) -> "BacktestConfig":  # type: ignore[override]
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e)) from None
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def symbols(self) -> list[str]:
+        """The universe as a list of symbols."""
+        return list(UNIVERSES[self.universe]) if isinstance(self.universe, str) else list(self.universe)
+
+    @property
+    def id(self) -> str:
+        """Stable hash of the canonical JSON: the same config always has the same id."""
+        return canonical_hash(self.model_dump(mode="json"))
+
+    def strategy_params(self):  # -> StrategyParams
+        return get_strategy(self.strategy).params_model.model_validate(self.params)
+
+
+def _format_errors(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``field: message (got value)``."""
+    errors = err.errors()
+    if len(errors) == 1 and isinstance(errors[0].get("ctx", {}).get("error"), ConfigError) and not errors[0]["loc"]:
+        return str(errors[0]["ctx"]["error"])  # already formatted by a nested validation
+    lines = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e["loc"] if p != "__root__")
+        if prefix:
+            loc = f"{prefix}.{loc}" if loc else prefix
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "is required"
+        got = ""
+        if e["type"] not in ("missing", "value_error") and "input" in e:
+            got = f" (got {e['input']!r})"
+        if loc and not msg.startswith((f"{loc}:", f"{loc}.")):
+            msg = f"{loc}: {msg}"
+        lines.append(f"{msg}{got}")
+    head = "invalid backtest config: " if not prefix else ""
+    return head + "; ".join(lines)

@@ -1,0 +1,36 @@
+"""The backlake error hierarchy: one domain error per layer, all under ``BacklakeError``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BacklakeError",
+    "ConfigError",
+    "DataValidationError",
+    "LakeError",
+    "LakeConnectionError",
+    "BacktestError",
+]
+
+
+class BacklakeError(Exception):
+    """Base class of every error backlake raises on purpose."""
+
+
+class ConfigError(BacklakeError, ValueError):
+    """A configuration value is invalid. The message names the field, the value and the fix."""
+
+
+class DataValidationError(BacklakeError, ValueError):
+    """Input data cannot be used at all (e.g. no valid row, missing columns)."""
+
+
+class LakeError(BacklakeError):
+    """The lake could not be read or written."""
+
+
+class LakeConnectionError(LakeError):
+    """The lake's storage cannot be reached (endpoint down, bucket missing, bad credentials)."""
+
+
+class BacktestError(BacklakeError):
+    """A backtest failed while running; the message says which config and why."""

@@ -1,0 +1,7 @@
+"""The lake: Delta tables (local directory or S3), the run write protocol, DuckDB views."""
+
+from backlake.lake.schemas import RUN_STATUSES, SCHEMAS, TABLES
+from backlake.lake.sql import LakeConnection, at_version, connect
+from backlake.lake.store import Lake
+
+__all__ = ["Lake", "LakeConnection", "connect", "at_version", "SCHEMAS", "TABLES", "RUN_STATUSES"]

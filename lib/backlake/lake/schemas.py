@@ -1,0 +1,80 @@
+"""Explicit schemas of the lake's Delta tables (see DESIGN.md, "The lake").
+
+Timestamps are UTC microseconds. JSON columns are strings holding canonical JSON.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "bars": pa.schema([
+        ("symbol", pa.string()), ("ts", TS), ("timeframe", pa.string()),
+        ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()),
+        ("close", pa.float64()), ("volume", pa.float64()), ("source", pa.string()),
+        ("ingested_at", TS),
+    ]),
+    "runs": pa.schema([
+        ("run_id", pa.string()), ("parent_id", pa.string()), ("kind", pa.string()),
+        ("strategy", pa.string()), ("symbols", pa.string()), ("timeframe", pa.string()),
+        ("params", pa.string()), ("config", pa.string()), ("config_id", pa.string()),
+        ("data_versions", pa.string()), ("code_version", pa.string()),
+        ("created_by", pa.string()), ("created_at", TS), ("finished_at", TS),
+        ("status", pa.string()), ("error", pa.string()),
+        ("total_return", pa.float64()), ("cagr", pa.float64()), ("sharpe", pa.float64()),
+        ("sortino", pa.float64()), ("max_drawdown", pa.float64()), ("n_trades", pa.int64()),
+    ]),
+    "run_events": pa.schema([
+        ("run_id", pa.string()), ("status", pa.string()), ("ts", TS), ("message", pa.string()),
+    ]),
+    "equity": pa.schema([
+        ("run_id", pa.string()), ("ts", TS), ("equity", pa.float64()), ("cash", pa.float64()),
+        ("gross_exposure", pa.float64()), ("net_exposure", pa.float64()),
+        ("drawdown", pa.float64()), ("ret", pa.float64()), ("benchmark_equity", pa.float64()),
+    ]),
+    "trades": pa.schema([
+        ("run_id", pa.string()), ("trade_id", pa.int64()), ("symbol", pa.string()),
+        ("direction", pa.string()), ("qty", pa.float64()),
+        ("entry_ts", TS), ("entry_price", pa.float64()), ("exit_ts", TS), ("exit_price", pa.float64()),
+        ("pnl", pa.float64()), ("return_pct", pa.float64()), ("fees", pa.float64()),
+        ("bars_held", pa.int64()), ("mae", pa.float64()), ("mfe", pa.float64()),
+        ("exit_reason", pa.string()),
+    ]),
+    "metrics": pa.schema([
+        ("run_id", pa.string()), ("segment", pa.string()), ("name", pa.string()), ("value", pa.float64()),
+    ]),
+    "signals": pa.schema([
+        ("run_id", pa.string()), ("ts", TS), ("symbol", pa.string()), ("value", pa.float64()),
+    ]),
+    "weights": pa.schema([
+        ("run_id", pa.string()), ("ts", TS), ("symbol", pa.string()), ("weight", pa.float64()),
+    ]),
+    "ic": pa.schema([
+        ("run_id", pa.string()), ("ts", TS), ("ic", pa.float64()), ("rank_ic", pa.float64()),
+    ]),
+    "trials": pa.schema([
+        ("parent_id", pa.string()), ("trial", pa.int64()), ("params", pa.string()),
+        ("objective", pa.float64()), ("is_score", pa.float64()), ("oos_score", pa.float64()),
+    ]),
+    "windows": pa.schema([
+        ("parent_id", pa.string()), ("window", pa.int64()),
+        ("train_start", TS), ("train_end", TS), ("test_start", TS), ("test_end", TS),
+        ("best_params", pa.string()), ("is_sharpe", pa.float64()), ("oos_sharpe", pa.float64()),
+        ("degradation", pa.float64()),
+    ]),
+    "live_pnl": pa.schema([
+        ("strategy", pa.string()), ("date", pa.date32()), ("daily_pnl", pa.float64()), ("nav", pa.float64()),
+    ]),
+}
+
+#: Partition columns per table (others are unpartitioned).
+PARTITIONS: dict[str, list[str]] = {"bars": ["symbol"]}
+
+#: Tables whose rows belong to one run and are written idempotently per run_id.
+RUN_CHILD_TABLES = ("equity", "trades", "metrics", "signals", "weights", "ic")
+
+TABLES: tuple[str, ...] = tuple(SCHEMAS)

@@ -1,0 +1,312 @@
+"""The lake: Delta tables under one root (a local directory or ``s3://bucket/prefix``).
+
+Every write goes through :class:`Lake`. Writes that belong to a run are idempotent on
+``run_id`` (Delta application transactions record which runs a table already holds), so a
+retried task never duplicates rows. Commit conflicts are retried with backoff.
+
+Example::
+
+    lake = Lake()                       # settings from BACKLAKE_* variables
+    lake.read("runs").filter(pl.col("status") == "completed")
+    lake.read("bars", version=3)        # time travel
+    lake.status()                       # table, version, rows, last commit, age
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from backlake.errors import LakeConnectionError, LakeError
+from backlake.lake.schemas import PARTITIONS, SCHEMAS, TABLES
+from backlake.settings import Settings, get_settings
+
+__all__ = ["Lake"]
+
+T = TypeVar("T")
+
+#: delta-rs retries a lost commit race this many times itself before raising.
+MAX_COMMIT_RETRIES = 100
+#: and we retry the whole write (re-reading the table) this many more times with backoff.
+WRITE_ATTEMPTS = 8
+
+
+class Lake:
+    """Handle on the lake's Delta tables. Cheap to create; holds no open connection."""
+
+    def __init__(self, settings: Settings | None = None, *, check: bool = True) -> None:
+        self.settings = settings or get_settings()
+        self.root = self.settings.root
+        self._opts = self.settings.storage_options()
+        self._checked = False
+        if check:
+            self.check()
+
+    # -- connectivity ------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast with a clear message if the lake's storage cannot be used."""
+        if self._checked:
+            return
+        if self.settings.is_s3:
+            _check_s3(self.settings)
+        else:
+            path = Path(self.root)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise LakeConnectionError(
+                    f"cannot create the lake directory {path} (BACKLAKE_LAKE_URI="
+                    f"{self.settings.lake_uri!r}): {e.strerror}; set BACKLAKE_LAKE_URI to a writable directory"
+                ) from e
+        self._checked = True
+
+    def uri(self, table: str) -> str:
+        _known(table)
+        return self.settings.table_uri(table)
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return dict(self._opts)
+
+    # -- tables ------------------------------------------------------------------------------
+    def exists(self, table: str) -> bool:
+        try:
+            return DeltaTable.is_deltatable(self.uri(table), storage_options=self._opts)
+        except Exception:
+            return False
+
+    def ensure(self, table: str) -> DeltaTable:
+        """Open ``table``, creating it with its schema on first use."""
+        uri = self.uri(table)
+        try:
+            return DeltaTable(uri, storage_options=self._opts)
+        except TableNotFoundError:
+            pass
+        try:
+            DeltaTable.create(
+                uri, schema=SCHEMAS[table], mode="ignore", partition_by=PARTITIONS.get(table),
+                storage_options=self._opts, name=table,
+            )
+        except (CommitFailedError, DeltaError):
+            pass  # another writer created it first
+        return DeltaTable(uri, storage_options=self._opts)
+
+    def ensure_all(self) -> None:
+        for table in TABLES:
+            self.ensure(table)
+
+    def table(self, table: str, version: int | None = None) -> DeltaTable:
+        dt_ = self.ensure(table)
+        if version is not None:
+            try:
+                dt_.load_as_version(version)
+            except Exception as e:
+                raise LakeError(
+                    f"{table} has no version {version} (latest is {self.ensure(table).version()}): {e}"
+                ) from e
+        return dt_
+
+    def version(self, table: str) -> int:
+        return self.ensure(table).version()
+
+    def read(
+        self,
+        table: str,
+        *,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, object] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of ``table`` (at ``version``; latest by default) as a polars frame.
+
+        ``where`` maps a column to a value (equality) or a list of values (membership); the
+        filter is pushed down to partitions and file statistics.
+        """
+        lf = pl.scan_delta(self.table(table, version), storage_options=self._opts or None)
+        for name, value in (where or {}).items():
+            if isinstance(value, (list, tuple, set)):
+                lf = lf.filter(pl.col(name).is_in(list(value)))
+            else:
+                lf = lf.filter(pl.col(name) == value)
+        if columns:
+            lf = lf.select(list(columns))
+        return lf.collect()
+
+    # -- writes ------------------------------------------------------------------------------
+    def append(self, table: str, df: pl.DataFrame | pa.Table) -> int | None:
+        """Append rows (cast to the table's schema); returns the new version, None if empty."""
+        data = self._conform(table, df)
+        if data.num_rows == 0:
+            return None
+
+        def write() -> int:
+            dt_ = self.ensure(table)
+            write_deltalake(
+                dt_, data, mode="append", partition_by=PARTITIONS.get(table),
+                commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
+            )
+            return dt_.version()
+
+        return _retry(write, f"append to {table}")
+
+    def append_for_runs(self, table: str, df: pl.DataFrame | pa.Table, run_ids: Sequence[str]) -> list[str]:
+        """Append the rows of ``run_ids`` once: runs this table already recorded are skipped.
+
+        One commit covers all given runs and records an application transaction per run
+        (``app_id = run_id``); a retry of the same write finds them and writes nothing.
+        Returns the run ids actually written.
+        """
+        data = self._conform(table, df)
+        wanted = list(dict.fromkeys(run_ids))
+
+        def write() -> list[str]:
+            dt_ = self.ensure(table)
+            new = [r for r in wanted if dt_.transaction_version(r) is None]
+            if not new:
+                return []
+            rows = data.filter(pc.is_in(data["run_id"], pa.array(new))) if len(new) < len(wanted) else data
+            stamp = int(time.time() * 1000)
+            props = CommitProperties(
+                max_commit_retries=MAX_COMMIT_RETRIES,
+                app_transactions=[Transaction(app_id=r, version=1, last_updated=stamp) for r in new],
+            )
+            write_deltalake(dt_, rows, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
+            return new
+
+        return _retry(write, f"append to {table}")
+
+    def written_runs(self, table: str, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` ``table`` already holds (per its application transactions)."""
+        dt_ = self.ensure(table)
+        return {r for r in run_ids if dt_.transaction_version(r) is not None}
+
+    def upsert_runs(self, df: pl.DataFrame | pa.Table) -> None:
+        """MERGE rows into ``runs`` on run_id: insert new runs; a stored run is replaced only
+        when it is not completed (a failed run that later succeeds), so completed runs are
+        never duplicated nor changed."""
+        data = self._conform("runs", df)
+        if data.num_rows == 0:
+            return
+
+        def write() -> None:
+            dt_ = self.ensure("runs")
+            (
+                dt_.merge(
+                    data, predicate="t.run_id = s.run_id", source_alias="s", target_alias="t",
+                    commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
+                )
+                .when_matched_update_all(predicate="t.status <> 'completed'")
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        _retry(write, "merge into runs")
+
+    def _conform(self, table: str, df: pl.DataFrame | pa.Table) -> pa.Table:
+        schema = SCHEMAS[_known(table)]
+        tbl = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        missing = [n for n in schema.names if n not in tbl.column_names]
+        if missing:
+            raise LakeError(f"rows for {table} lack column(s) {missing}; expected {schema.names}")
+        tbl = tbl.select(schema.names)
+        try:
+            return tbl.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise LakeError(f"rows for {table} do not match its schema: {e}") from e
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> pl.DataFrame:
+        """One row per table: version, rows, files, last commit time (UTC) and its age in seconds."""
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = []
+        for table in TABLES:
+            if not self.exists(table):
+                rows.append({"table": table, "version": None, "rows": 0, "files": 0,
+                             "last_commit": None, "age_seconds": None})
+                continue
+            dt_ = DeltaTable(self.uri(table), storage_options=self._opts)
+            adds = pa.table(dt_.get_add_actions(flatten=True))
+            n_rows = int(pc.sum(adds["num_records"]).as_py() or 0) if adds.num_rows else 0
+            hist = dt_.history(1)
+            ts = dt.datetime.fromtimestamp(hist[0]["timestamp"] / 1000, tz=dt.timezone.utc) if hist else None
+            rows.append({
+                "table": table, "version": dt_.version(), "rows": n_rows, "files": adds.num_rows,
+                "last_commit": ts, "age_seconds": (now - ts).total_seconds() if ts else None,
+            })
+        return pl.DataFrame(rows, schema={
+            "table": pl.String, "version": pl.Int64, "rows": pl.Int64, "files": pl.Int64,
+            "last_commit": pl.Datetime("us", "UTC"), "age_seconds": pl.Float64,
+        })
+
+
+def _known(table: str) -> str:
+    if table not in SCHEMAS:
+        from backlake._suggest import unknown_name_message
+
+        raise LakeError(unknown_name_message("table", table, SCHEMAS))
+    return table
+
+
+def _retry(fn: Callable[[], T], what: str) -> T:
+    """Run a write, retrying lost commit races with jittered exponential backoff."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return fn()
+        except CommitFailedError as e:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise LakeError(f"{what} kept losing commit races after {WRITE_ATTEMPTS} attempts: {e}") from e
+            time.sleep(min(5.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        except OSError as e:  # network trouble surfaces as OSError from the object store
+            raise LakeConnectionError(f"{what} failed talking to the lake: {e}") from e
+    raise AssertionError("unreachable")
+
+
+def _check_s3(settings: Settings) -> None:
+    """HEAD the bucket; turn the usual failures into one actionable message."""
+    import boto3
+    import botocore.exceptions as bx
+    from botocore.config import Config
+
+    endpoint = settings.s3_endpoint_url
+    where = f"BACKLAKE_LAKE_URI={settings.lake_uri!r}" + (f" at endpoint {endpoint}" if endpoint else "")
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name=settings.s3_region,
+        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1},
+                      s3={"addressing_style": "path"}),
+    )
+    try:
+        client.head_bucket(Bucket=settings.bucket)
+    except bx.EndpointConnectionError as e:
+        raise LakeConnectionError(
+            f"cannot reach the S3 endpoint for {where}: is the server running? "
+            "Set BACKLAKE_S3_ENDPOINT_URL to your MinIO/S3 endpoint (e.g. http://127.0.0.1:9000)"
+        ) from e
+    except bx.NoCredentialsError as e:
+        raise LakeConnectionError(
+            f"no S3 credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from e
+    except bx.ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise LakeConnectionError(
+                f"bucket {settings.bucket!r} does not exist for {where}: create it "
+                f"(e.g. `aws s3 mb s3://{settings.bucket}`, or infra/bootstrap) or fix BACKLAKE_LAKE_URI"
+            ) from e
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise LakeConnectionError(
+                f"access denied to bucket {settings.bucket!r} for {where}: check AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY"
+            ) from e
+        raise LakeConnectionError(f"S3 error for {where}: {e}") from e
+    except bx.BotoCoreError as e:
+        raise LakeConnectionError(f"S3 error for {where}: {e}") from e

@@ -1,0 +1,116 @@
+"""Runtime settings, read from ``BACKLAKE_*`` environment variables (and the usual ``AWS_*``).
+
+Example::
+
+    BACKLAKE_LAKE_URI=s3://research/lake \
+    BACKLAKE_S3_ENDPOINT_URL=http://127.0.0.1:9000 BACKLAKE_S3_ALLOW_HTTP=true \
+    AWS_ACCESS_KEY_ID=minio AWS_SECRET_ACCESS_KEY=minio123 backlake lake status
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backlake.errors import ConfigError
+
+__all__ = ["Settings", "get_settings"]
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        return "unknown"
+
+
+class Settings(BaseSettings):
+    """Where the lake lives and who writes to it."""
+
+    model_config = SettingsConfigDict(env_prefix="BACKLAKE_", frozen=True, extra="ignore")
+
+    lake_uri: str = Field(
+        default="./lake",
+        description="Root of the lake: a local directory (default ./lake) or s3://bucket/prefix.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO or a moto server, e.g. http://127.0.0.1:9000."
+    )
+    s3_allow_http: bool = Field(default=False, description="Allow plain-HTTP S3 endpoints.")
+    s3_region: str = Field(
+        default_factory=lambda: os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    user: str = Field(default_factory=_default_user, description="Recorded as runs.created_by.")
+
+    @field_validator("lake_uri")
+    @classmethod
+    def _check_uri(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("BACKLAKE_LAKE_URI is empty: set a local directory or s3://bucket/prefix")
+        scheme = urlparse(v).scheme
+        if scheme in ("s3", "s3a"):
+            bucket = urlparse(v).netloc
+            if not bucket:
+                raise ValueError(
+                    f"BACKLAKE_LAKE_URI={v!r} has no bucket: use s3://bucket/prefix"
+                )
+            return "s3://" + v.split("://", 1)[1].rstrip("/")
+        if scheme in ("", "file"):
+            return v
+        if len(scheme) == 1:  # a Windows drive letter
+            return v
+        raise ValueError(
+            f"BACKLAKE_LAKE_URI={v!r} has scheme {scheme!r}: use a local directory or s3://bucket/prefix"
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.lake_uri.startswith("s3://")
+
+    @cached_property
+    def root(self) -> str:
+        """The lake root as delta-rs and DuckDB take it: an absolute path or s3:// URI."""
+        if self.is_s3:
+            return self.lake_uri
+        path = self.lake_uri[len("file://"):] if self.lake_uri.startswith("file://") else self.lake_uri
+        return str(Path(path).expanduser().resolve())
+
+    @property
+    def bucket(self) -> str | None:
+        return urlparse(self.lake_uri).netloc if self.is_s3 else None
+
+    def table_uri(self, table: str) -> str:
+        return f"{self.root}/{table}"
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for delta-rs' object store (empty for a local directory)."""
+        if not self.is_s3:
+            return {}
+        opts: dict[str, str] = {"AWS_REGION": self.s3_region}
+        if self.s3_endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.s3_endpoint_url
+            opts["AWS_S3_ADDRESSING_STYLE"] = "path"
+            opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+        if self.s3_allow_http or (self.s3_endpoint_url or "").startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            if os.environ.get(key):
+                opts[key] = os.environ[key]
+        return opts
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with keyword overrides (e.g. ``lake_uri=...``)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except Exception as e:  # pydantic ValidationError -> one clear domain error
+        raise ConfigError(f"invalid backlake settings: {e}") from e

@@ -307,10 +307,10 @@ class RunsPage(pn.viewable.Viewer):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
+        has_runs = self.table.param.n_runs.rx() > 0  # no detail area under the "no runs" message
         return pn.Column(
             pn.Row(pn.bind(self._summary, self.table.param.n_runs), self._refresh, sizing_mode="stretch_width"),
             self.table,
-            pn.layout.Divider(),
-            self.detail,
+            pn.Column(pn.layout.Divider(), self.detail, visible=has_runs, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -115,3 +115,22 @@ def test_unreachable_endpoint_is_a_clear_error():
     s = Settings(lake_uri="s3://b/x", s3_endpoint_url=f"http://127.0.0.1:{free_port()}", s3_allow_http=True)
     with pytest.raises(LakeConnectionError, match="cannot reach the S3 endpoint.*BACKLAKE_S3_ENDPOINT_URL"):
         Lake(s)
+
+
+def test_commit_outcomes_retried_writes_nothing_twice(local_settings: Settings):
+    """A commit task that is retried after (part of) its writes landed duplicates nothing."""
+    from backlake.config import BacktestConfig
+    from backlake.data.ingest import ingest_bars
+    from backlake.data.synthetic import synthetic_bars
+    from backlake.lake.runs import commit_outcomes, execute_run, plan_runs
+
+    lake = Lake(local_settings)
+    ingest_bars(lake, synthetic_bars(("SYN0",), periods=300))
+    cfgs = [BacktestConfig.model_validate({"strategy": "sma_crossover", "universe": ["SYN0"],
+                                           "params": {"fast": f, "slow": 40}}) for f in (5, 10)]
+    outcomes = [execute_run(lake, p) for p in plan_runs(lake, cfgs)]
+    commit_outcomes(lake, outcomes)
+    before = {t: lake.read(t).height for t in ("runs", "run_events", "equity", "trades", "metrics")}
+    commit_outcomes(lake, outcomes)  # the retry
+    assert {t: lake.read(t).height for t in before} == before
+    assert before["runs"] == 2 and before["run_events"] == 2

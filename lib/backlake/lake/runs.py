@@ -131,15 +131,26 @@ def completed_runs(lake: Lake, run_ids: Sequence[str]) -> set[str]:
     return set(runs["run_id"].to_list())
 
 
-def record_events(lake: Lake, run_ids: Sequence[str], status: str, messages: Sequence[str] | str = "") -> None:
-    """One ``run_events`` commit for a batch of runs changing to ``status``."""
+def record_events(
+    lake: Lake, run_ids: Sequence[str], status: str, messages: Sequence[str] | str = "",
+    *, attempt: str | None = None,
+) -> None:
+    """One ``run_events`` commit for a batch of runs changing to ``status``.
+
+    With ``attempt`` (a token that stays the same when a task is retried), the events are
+    written once per (attempt, status, run): a retried commit adds no duplicate events.
+    """
     if not run_ids:
         return
     msgs = [messages] * len(run_ids) if isinstance(messages, str) else list(messages)
-    lake.append("run_events", pl.DataFrame({
+    rows = pl.DataFrame({
         "run_id": list(run_ids), "status": [status] * len(run_ids),
         "ts": [_now()] * len(run_ids), "message": msgs,
-    }, schema={"run_id": pl.String, "status": pl.String, "ts": pl.Datetime("us", "UTC"), "message": pl.String}))
+    }, schema={"run_id": pl.String, "status": pl.String, "ts": pl.Datetime("us", "UTC"), "message": pl.String})
+    if attempt is None:
+        lake.append("run_events", rows)
+    else:
+        lake.append_for_runs("run_events", rows, run_ids, app_prefix=f"event:{attempt}:{status}:")
 
 
 def load_bars(lake: Lake, cfg: BacktestConfig, version: int) -> pl.DataFrame:
@@ -178,9 +189,13 @@ def commit_outcomes(lake: Lake, outcomes: Sequence[RunOutcome], *, created_by: s
             lake.append_for_runs(table, children[table], ok_ids)
     user = created_by or lake.settings.user
     lake.upsert_runs(pl.DataFrame([_runs_row(o, user) for o in outcomes], infer_schema_length=None))
-    record_events(lake, ok_ids, "completed")
+    # the outcomes' start times identify this attempt: a retried commit re-sends the same ones
+    attempt = canonical_hash(sorted((o.planned.run_id, o.started_at.isoformat()) for o in outcomes))
+    record_events(lake, ok_ids, "completed", attempt=attempt)
     failed = [o for o in outcomes if o.result is None]
-    record_events(lake, [o.planned.run_id for o in failed], "failed", [o.error or "" for o in failed])
+    record_events(
+        lake, [o.planned.run_id for o in failed], "failed", [o.error or "" for o in failed], attempt=attempt
+    )
 
 
 def _child_frames(outcomes: Sequence[RunOutcome]) -> dict[str, pl.DataFrame]:

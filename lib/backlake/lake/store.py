@@ -159,26 +159,28 @@ class Lake:
 
         return _retry(write, f"append to {table}")
 
-    def append_for_runs(self, table: str, df: pl.DataFrame | pa.Table, run_ids: Sequence[str]) -> list[str]:
+    def append_for_runs(
+        self, table: str, df: pl.DataFrame | pa.Table, run_ids: Sequence[str], *, app_prefix: str = ""
+    ) -> list[str]:
         """Append the rows of ``run_ids`` once: runs this table already recorded are skipped.
 
         One commit covers all given runs and records an application transaction per run
-        (``app_id = run_id``); a retry of the same write finds them and writes nothing.
-        Returns the run ids actually written.
+        (``app_id = app_prefix + run_id``); a retry of the same write finds them and writes
+        nothing. Returns the run ids actually written.
         """
         data = self._conform(table, df)
         wanted = list(dict.fromkeys(run_ids))
 
         def write() -> list[str]:
             dt_ = self.ensure(table)
-            new = [r for r in wanted if dt_.transaction_version(r) is None]
+            new = [r for r in wanted if dt_.transaction_version(app_prefix + r) is None]
             if not new:
                 return []
             rows = data.filter(pc.is_in(data["run_id"], pa.array(new))) if len(new) < len(wanted) else data
             stamp = int(time.time() * 1000)
             props = CommitProperties(
                 max_commit_retries=MAX_COMMIT_RETRIES,
-                app_transactions=[Transaction(app_id=r, version=1, last_updated=stamp) for r in new],
+                app_transactions=[Transaction(app_id=app_prefix + r, version=1, last_updated=stamp) for r in new],
             )
             write_deltalake(dt_, rows, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
             return new

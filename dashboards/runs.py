@@ -107,7 +107,8 @@ TRADE_TITLES = {
 TRADE_FORMATTERS = {
     "qty": _num_cell("0,0.[0000]"), "entry_price": _num_cell(), "exit_price": _num_cell(),
     "pnl": _num_cell(), "fees": _num_cell(), "return_pct": _pct_cell(), "mae": _pct_cell(),
-    "mfe": _pct_cell(), "entry_ts": DateFormatter(format="%Y-%m-%d"), "exit_ts": DateFormatter(format="%Y-%m-%d"),
+    "mfe": _pct_cell(),
+    "entry_ts": DateFormatter(format="%Y-%m-%d"), "exit_ts": DateFormatter(format="%Y-%m-%d"),
 }
 
 METRIC_CSS = """
@@ -136,7 +137,7 @@ class RunsTable(pn.viewable.Viewer):
     def __init__(self, store: LakeStore, **params: object) -> None:
         super().__init__(**params)
         self.store = store
-        self._message = _alert(EMPTY_LAKE, "info")
+        self.message = _alert(EMPTY_LAKE, "info")
         self._table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=1, disabled=True,
             titles=RUN_TITLES, formatters=RUN_FORMATTERS, layout="fit_data_stretch",
@@ -161,12 +162,12 @@ class RunsTable(pn.viewable.Viewer):
         self._table.value = shown
         rows = shown.index[shown["run_id"] == self.run_id].tolist()
         self._table.selection = rows[:1]
-        self._message.visible, self._table.visible = False, True
+        self.message.visible, self._table.visible = False, True
 
     def _show_message(self, text: str, kind: str) -> None:
         self.n_runs = 0
-        self._message.object, self._message.alert_type = text, kind
-        self._message.visible, self._table.visible = True, False
+        self.message.object, self.message.alert_type = text, kind
+        self.message.visible, self._table.visible = True, False
         self.run_id = None
 
     def _on_select(self, event: param.parameterized.Event) -> None:
@@ -174,7 +175,7 @@ class RunsTable(pn.viewable.Viewer):
         self.run_id = str(self._table.value["run_id"].iloc[rows[0]]) if rows else None
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._message, self._table, sizing_mode="stretch_width")
+        return pn.Column(self.message, self._table, sizing_mode="stretch_width")
 
 
 class RunDetail(pn.viewable.Viewer):
@@ -193,7 +194,8 @@ class RunDetail(pn.viewable.Viewer):
         try:
             run = self.store.run(self.run_id)
             if run is None:
-                return _alert(f"Run `{self.run_id}` is not in the lake any more; press **Refresh**.", "warning")
+                gone = f"Run `{self.run_id}` is not in the lake any more; press **Refresh**."
+                return _alert(gone, "warning")
             equity, trades = self.store.equity(self.run_id), self.store.trades(self.run_id)
             metrics = self.store.metrics(self.run_id)
         except BacklakeError as e:
@@ -291,7 +293,7 @@ class RunsPage(pn.viewable.Viewer):
         self.detail = RunDetail(store, run_id=self.table.run_id)
         self.table.param.watch(lambda e: setattr(self.detail, "run_id", e.new), "run_id")
         self._refresh = pn.widgets.Button(
-            name="↻ Refresh", button_type="primary", width=110, height=36, sizing_mode="fixed",
+            label="↻ Refresh", color="primary", width=110, height=36, sizing_mode="fixed",
         )
         self._refresh.on_click(self._on_refresh)
 
@@ -307,10 +309,11 @@ class RunsPage(pn.viewable.Viewer):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
-        has_runs = self.table.param.n_runs.rx() > 0  # no detail area under the "no runs" message
+        n_runs = self.table.param.n_runs
         return pn.Column(
-            pn.Row(pn.bind(self._summary, self.table.param.n_runs), self._refresh, sizing_mode="stretch_width"),
+            pn.Row(pn.bind(self._summary, n_runs), self._refresh, sizing_mode="stretch_width"),
             self.table,
-            pn.Column(pn.layout.Divider(), self.detail, visible=has_runs, sizing_mode="stretch_width"),
+            # no detail area under the "no runs yet" message
+            pn.Column(pn.layout.Divider(), self.detail, visible=n_runs.rx() > 0, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

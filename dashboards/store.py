@@ -8,7 +8,7 @@ timestamps naive UTC; treat them as read-only (they are shared through the cache
 
 Example::
 
-    store = LakeStore()                 # lake from BACKLAKE_LAKE_URI
+    store = LakeStore()                 # the lake of BACKLAKE_LAKE_URI
     store.runs()                        # completed runs, newest first
     store.equity("c760323b0de27b64")    # one run's equity curve and benchmark
 """
@@ -54,7 +54,7 @@ def _select(columns: tuple[str, ...]) -> str:
 
 
 class LakeStore:
-    """Cached, read-only queries over one lake. Share one per server process."""
+    """Cached, read-only queries over one lake (one store per browser session)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -67,7 +67,11 @@ class LakeStore:
         return self.settings.lake_uri
 
     def refresh(self) -> None:
-        """Forget every cached frame and reconnect: the next read sees the latest versions."""
+        """Forget every cached frame: the next read reconnects and sees the latest versions."""
+        self.close()
+
+    def close(self) -> None:
+        """Drop the cache and close the DuckDB connection (a later read opens a new one)."""
         with self._lock:
             self._cache.clear()
             if self._con is not None:

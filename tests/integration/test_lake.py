@@ -89,6 +89,7 @@ def test_duckdb_views_and_time_travel(lake_settings: Settings, engine: str):
 
 def test_delta_views_follow_new_commits(lake_settings: Settings):
     lake = Lake(lake_settings)
+    lake.ensure("metrics")
     with connect(lake=lake, engine="delta") as con:
         assert con.sql("SELECT count(*) FROM metrics").fetchone()[0] == 0
         lake.append_for_runs("metrics", metrics_rows(["a"]), ["a"])
@@ -134,3 +135,11 @@ def test_commit_outcomes_retried_writes_nothing_twice(local_settings: Settings):
     commit_outcomes(lake, outcomes)  # the retry
     assert {t: lake.read(t).height for t in before} == before
     assert before["runs"] == 2 and before["run_events"] == 2
+
+
+def test_connect_is_read_only_on_an_empty_lake(lake_settings: Settings):
+    lake = Lake(lake_settings)
+    with connect(lake=lake) as con:
+        assert con.sql("SELECT count(*) FROM runs").fetchone()[0] == 0
+        assert "sharpe" in con.sql("SELECT * FROM runs").columns
+    assert not any(lake.exists(t) for t in TABLES)

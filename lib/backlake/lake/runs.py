@@ -208,7 +208,7 @@ def _child_frames(outcomes: Sequence[RunOutcome]) -> dict[str, pl.DataFrame]:
         tr.append(res.trades.with_columns(pl.lit(rid).alias("run_id")))
         me.append(pl.DataFrame({
             "run_id": rid, "segment": "full", "name": list(res.metrics),
-            "value": [float("nan") if v is None else float(v) for v in res.metrics.values()],
+            "value": [None if v is None else float(v) for v in res.metrics.values()],
         }, schema={"run_id": pl.String, "segment": pl.String, "name": pl.String, "value": pl.Float64}))
     return {
         "equity": pl.concat(eq, how="vertical_relaxed"),

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import duckdb
 
-from backlake.lake.schemas import TABLES
+from backlake.lake.schemas import SCHEMAS, TABLES
 from backlake.lake.store import Lake
 from backlake.settings import Settings
 
@@ -72,20 +72,26 @@ def _s3_secret(con: duckdb.DuckDBPyConnection, settings: Settings, opts: dict[st
 
 
 def connect(settings: Settings | None = None, *, lake: Lake | None = None, engine: str = "auto") -> "LakeConnection":
-    """A DuckDB connection with every lake table as a view (tables are created if missing).
+    """A DuckDB connection with every lake table as a view. Read-only: nothing is created in
+    the lake; a table that does not exist yet is an empty view with the table's schema.
+    Timestamps are shown in UTC.
 
     ``engine``: ``"auto"`` (delta extension, else pyarrow), ``"delta"`` or ``"pyarrow"``.
     """
     lake = lake or Lake(settings)
-    lake.ensure_all()
     con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute("SET TimeZone = 'UTC'")
     use_delta = engine in ("auto", "delta") and _load_extensions(con, lake.settings.is_s3)
     if engine == "delta" and not use_delta:
         raise RuntimeError("the DuckDB delta extension did not load; install duckdb-extension-delta")
     if use_delta and lake.settings.is_s3:
         _s3_secret(con, lake.settings, lake.storage_options)
     for table in TABLES:
-        if use_delta:
+        if not lake.exists(table):
+            empty = SCHEMAS[table].empty_table()
+            con.register(f"__{table}_empty", empty)
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM __{table}_empty")
+        elif use_delta:
             uri = _duck_uri(lake.uri(table))
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM delta_scan('{uri}')")
         else:

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,13 +62,12 @@ class Lake:
             _check_s3(self.settings)
         else:
             path = Path(self.root)
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
+            parent = next((p for p in (path, *path.parents) if p.exists()), None)
+            if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
                 raise LakeConnectionError(
-                    f"cannot create the lake directory {path} (BACKLAKE_LAKE_URI="
-                    f"{self.settings.lake_uri!r}): {e.strerror}; set BACKLAKE_LAKE_URI to a writable directory"
-                ) from e
+                    f"the lake directory {path} (BACKLAKE_LAKE_URI={self.settings.lake_uri!r}) is not "
+                    "a writable directory; set BACKLAKE_LAKE_URI to one"
+                )
         self._checked = True
 
     def uri(self, table: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from backlake.strategies.base import Signals, StrategyParams, register
+from backlake.strategies.base import BarData, Signals, StrategyParams, register
 from backlake.strategies.indicators import sma
 
 
@@ -17,24 +17,29 @@ class SmaCrossoverParams(StrategyParams):
     def _fast_below_slow(self) -> "SmaCrossoverParams":
         if self.fast >= self.slow:
             raise ValueError(
-                f"fast={self.fast} must be smaller than slow={self.slow}: "
-                "lower fast or raise slow"
+                f"fast={self.fast} must be smaller than slow={self.slow}: lower fast or raise slow"
             )
         return self
 
 
-@register("sma_crossover", SmaCrossoverParams)
-def sma_crossover(data: dict[str, np.ndarray], params: SmaCrossoverParams) -> Signals:
-    """Go long when the fast SMA of the close crosses above the slow SMA; exit when it crosses
-    back below. A cross is counted on the bar where the order of the two averages flips
-    (strictly below -> strictly above), so a signal fires once per cross, not on every bar
-    the fast average stays above."""
-    close = data["close"]
-    fast, slow = sma(close, params.fast), sma(close, params.slow)
-    prev_fast, prev_slow = np.roll(fast, 1), np.roll(slow, 1)
-    prev_fast[:1] = np.nan
-    prev_slow[:1] = np.nan
+def crossover(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(up, down): bars where ``a`` goes from strictly below ``b`` to strictly above (and back)."""
+    prev_a = np.roll(a, 1, axis=0)
+    prev_b = np.roll(b, 1, axis=0)
+    prev_a[:1] = np.nan
+    prev_b[:1] = np.nan
     with np.errstate(invalid="ignore"):
-        entries = (prev_fast < prev_slow) & (fast > slow)
-        exits = (prev_fast > prev_slow) & (fast < slow)
-    return Signals(entries=entries, exits=exits, warmup=params.slow)
+        up = (prev_a < prev_b) & (a > b)
+        down = (prev_a > prev_b) & (a < b)
+    return up, down
+
+
+@register("sma_crossover", SmaCrossoverParams)
+def sma_crossover(data: BarData, params: SmaCrossoverParams) -> Signals:
+    """Bullish when the fast SMA of the close crosses above the slow SMA, bearish when it
+    crosses back below. A cross is counted on the bar where the order of the two averages
+    flips (strictly below -> strictly above), so a signal fires once per cross, not on every
+    bar the fast average stays above."""
+    close = data["close"]
+    up, down = crossover(sma(close, params.fast), sma(close, params.slow))
+    return Signals(entries=up, exits=down, warmup=params.slow)

@@ -32,7 +32,10 @@ from backlake._suggest import unknown_name_message
 from backlake.errors import ConfigError
 from backlake.strategies import get_strategy
 
-__all__ = ["BacktestConfig", "Sizing", "Costs", "Execution", "TIMEFRAMES", "UNIVERSES", "canonical_hash"]
+__all__ = [
+    "BacktestConfig", "Sizing", "Costs", "Execution", "MarketImpact", "UsFees", "IndiaFees",
+    "TIMEFRAMES", "UNIVERSES", "canonical_hash", "config_json_schema",
+]
 
 TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "1mo")
 
@@ -68,17 +71,69 @@ class _Section(BaseModel):
 
 
 class Sizing(_Section):
-    method: Literal["fixed_fraction"] = Field(
+    """How many units an entry buys (or sells short)."""
+
+    method: Literal["fixed_fraction", "fixed_quantity", "equal_weight", "volatility_target"] = Field(
         default="fixed_fraction",
-        description="fixed_fraction: invest `fraction` of equity on each entry.",
+        description=(
+            "fixed_fraction: `fraction` of equity per entry; fixed_quantity: `quantity` units; "
+            "equal_weight: `fraction` of equity split equally across the universe; "
+            "volatility_target: size so each position's annualised volatility is "
+            "`target_volatility` / n_assets of equity, capped at `max_leverage`."
+        ),
     )
-    fraction: float = Field(default=1.0, gt=0, le=1, description="Fraction of equity per entry, 0-1.")
+    fraction: float = Field(default=1.0, gt=0, le=10, description="Fraction of equity (1.0 = all of it).")
+    quantity: float | None = Field(default=None, gt=0, description="Units per entry (fixed_quantity).")
+    target_volatility: float = Field(default=0.15, gt=0, le=5, description="Annualised volatility target, e.g. 0.15.")
+    vol_lookback: int = Field(default=20, ge=2, le=1000, description="Bars of returns for the volatility estimate.")
+    max_leverage: float = Field(default=1.0, gt=0, le=10, description="Cap on position value / equity (volatility_target).")
     whole_units: bool = Field(default=True, description="Round quantities down to whole units.")
+
+    @model_validator(mode="after")
+    def _quantity_for_fixed(self) -> "Sizing":
+        if self.method == "fixed_quantity" and self.quantity is None:
+            raise ValueError("sizing.method='fixed_quantity' needs sizing.quantity (units per entry), e.g. 100")
+        return self
+
+
+class MarketImpact(_Section):
+    """Square-root market impact: price moves by ``k * sigma * sqrt(qty / ADV)`` of the price."""
+
+    k: float = Field(default=0.1, ge=0, le=10, description="Impact coefficient (dimensionless).")
+    sigma_lookback: int = Field(default=20, ge=2, le=1000, description="Bars of returns for sigma (per-bar volatility).")
+    adv_lookback: int = Field(default=20, ge=1, le=1000, description="Bars of volume for the average daily (bar) volume.")
+
+
+class UsFees(_Section):
+    """US equity regulatory fees (charged on sells)."""
+
+    sec_fee_rate: float = Field(default=27.80e-6, ge=0, description="SEC Section 31 fee per dollar of sale proceeds.")
+    finra_taf_per_share: float = Field(default=0.000166, ge=0, description="FINRA trading activity fee per share sold.")
+    finra_taf_max: float = Field(default=8.30, ge=0, description="Cap on the FINRA TAF per trade, in dollars.")
+
+
+class IndiaFees(_Section):
+    """Indian equity (delivery) charges, as fractions of traded value."""
+
+    stt_rate: float = Field(default=0.001, ge=0, description="Securities transaction tax, buys and sells.")
+    exchange_rate: float = Field(default=0.0000297, ge=0, description="Exchange transaction charges.")
+    gst_rate: float = Field(default=0.18, ge=0, description="GST on brokerage + exchange charges + SEBI fee.")
+    stamp_duty_rate: float = Field(default=0.00015, ge=0, description="Stamp duty, on buys only.")
+    sebi_rate: float = Field(default=0.000001, ge=0, description="SEBI turnover fee (10 rupees per crore).")
 
 
 class Costs(_Section):
-    commission_bps: float = Field(default=0.0, ge=0, le=1000, description="Commission per side, bps of value.")
-    slippage_bps: float = Field(default=0.0, ge=0, le=1000, description="Price slippage per fill, bps.")
+    commission_bps: float = Field(default=0.0, ge=0, le=1000, description="Commission per side, bps of traded value.")
+    commission_fixed: float = Field(default=0.0, ge=0, description="Fixed commission per order (per fill), currency units.")
+    slippage_bps: float = Field(default=0.0, ge=0, le=1000, description="Price slippage per fill, bps, against the trader.")
+    impact: MarketImpact | None = Field(default=None, description="Square-root market impact; none by default.")
+    participation_cap: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Max fraction of a bar's volume one order may fill; the rest carries to the next bar.",
+    )
+    market: Literal["none", "us", "india"] = Field(default="none", description="Regulatory fee schedule to apply.")
+    us: UsFees = Field(default_factory=UsFees)
+    india: IndiaFees = Field(default_factory=IndiaFees)
 
 
 class Execution(_Section):
@@ -86,6 +141,9 @@ class Execution(_Section):
         default="next_open",
         description="next_open: signal on bar N's close fills at bar N+1's open; close: fills at N's close.",
     )
+    stop_loss: float | None = Field(default=None, gt=0, lt=1, description="Stop loss as a fraction of the entry price, e.g. 0.05.")
+    take_profit: float | None = Field(default=None, gt=0, le=100, description="Take profit as a fraction of the entry price.")
+    max_hold_bars: int | None = Field(default=None, ge=1, description="Close a position after this many bars.")
 
 
 class BacktestConfig(_Section):
@@ -98,11 +156,19 @@ class BacktestConfig(_Section):
     end: dt.date | None = Field(default=None, description="Last bar date (inclusive); default: data end.")
     timeframe: str = Field(default="1d", description=f"Bar size, one of {', '.join(TIMEFRAMES)}.")
     initial_cash: float = Field(default=10_000.0, gt=0, description="Starting cash, in the quote currency.")
-    direction: Literal["long_only"] = Field(default="long_only", description="Trade direction.")
+    direction: Literal["long_only", "short_only", "long_short"] = Field(
+        default="long_only", description="long_only, short_only, or long_short (reverses on an opposite signal)."
+    )
     sizing: Sizing = Field(default_factory=Sizing)
     costs: Costs = Field(default_factory=Costs)
     execution: Execution = Field(default_factory=Execution)
-    benchmark: str | None = Field(default=None, description="Benchmark symbol; default buy and hold of the traded asset.")
+    benchmark: str | None = Field(
+        default=None,
+        description=(
+            "None or 'asset': buy and hold of the traded asset (equal weight across a multi-asset "
+            "universe); 'equal_weight': equal-weight buy and hold of the universe; or a symbol."
+        ),
+    )
     seed: int | None = Field(default=None, description="Seed for any randomised step.")
 
     @field_validator("strategy")
@@ -195,6 +261,18 @@ class BacktestConfig(_Section):
 
     def strategy_params(self):  # -> StrategyParams
         return get_strategy(self.strategy).params_model.model_validate(self.params)
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of BacktestConfig (strategy params are validated by each strategy's model;
+    their schemas are under ``$defs.strategy_params``)."""
+    from backlake.strategies import get_strategy, list_strategies
+
+    schema = BacktestConfig.model_json_schema()
+    schema.setdefault("$defs", {})["strategy_params"] = {
+        name: get_strategy(name).params_model.model_json_schema() for name in list_strategies()
+    }
+    return schema
 
 
 def _format_errors(err: ValidationError, prefix: str = "") -> str:

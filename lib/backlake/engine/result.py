@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -19,12 +19,26 @@ EQUITY_COLUMNS = (
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """Trades (one row per closed or open-at-end trade), equity (one row per bar), metrics."""
+    """The outcome of one backtest.
+
+    - ``trades``: one row per closed (or open-at-end) trade: TRADE_COLUMNS plus the cost
+      breakdown (slippage_cost, impact_cost, commission, sec_fee, finra_taf, stt,
+      exchange_fee, gst, stamp_duty, sebi_fee);
+    - ``equity``: one row per bar (EQUITY_COLUMNS);
+    - ``metrics``: the full-period metrics; ``segments``: ``{"full": ..., "is": ..., "oos": ...}``
+      when an out-of-sample start was given;
+    - ``monthly_returns``: year, month, ret; ``assets``: per-asset rollup;
+      ``correlation``: correlation of the per-asset return streams.
+    """
 
     config: BacktestConfig
     trades: pl.DataFrame
     equity: pl.DataFrame
     metrics: dict[str, float | None]
+    segments: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    monthly_returns: pl.DataFrame | None = None
+    assets: pl.DataFrame | None = None
+    correlation: pl.DataFrame | None = None
 
     def summary(self) -> dict[str, object]:
         return {"config_id": self.config.id, "strategy": self.config.strategy, **self.metrics}

@@ -1,0 +1,347 @@
+"""``run_backtest(cfg, bars)``: bars -> aligned arrays -> strategy signals -> compiled kernel ->
+trades, equity, metrics. Pure: no lake, no Prefect.
+
+Multi-asset alignment: the backtest runs on the union of the universe's timestamps from the
+first bar at which every symbol has data; a symbol missing a bar inside that range is
+carried forward at its last close (open = high = low = close, volume 0), so nothing trades
+on a price it never had.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from backlake.calendars import calendar_of, periods_per_year
+from backlake.config import BacktestConfig
+from backlake.engine import nb
+from backlake.engine.result import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestResult
+from backlake.errors import BacktestError, ConfigError, DataValidationError
+from backlake.metrics import compute_metrics, monthly_returns, segment_metrics
+from backlake.strategies import Signals, get_strategy
+from backlake.strategies.base import BarData
+
+__all__ = ["run_backtest", "prepare", "Prepared", "select_bars", "BAR_COLUMNS", "sim_options"]
+
+BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+_INTRADAY = ("1m", "5m", "15m", "30m", "1h", "4h")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The config's bars as aligned ``(n_bars, n_assets)`` arrays."""
+
+    data: BarData
+    ts: pl.Series  # Datetime("us", "UTC")
+    symbols: list[str]
+    periods_per_year: float
+
+    @property
+    def n_bars(self) -> int:
+        return self.ts.len()
+
+
+def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str) -> pl.DataFrame:
+    """The bars of ``symbol`` inside the config's dates and timeframe, sorted by ts."""
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise DataValidationError(f"bars is missing column(s) {missing}: expected {list(BAR_COLUMNS)}")
+    if "timeframe" in bars.columns:
+        present = bars.filter(pl.col("symbol") == symbol)["timeframe"].unique().to_list()
+        if present and cfg.timeframe not in present:
+            raise ConfigError(
+                f"timeframe={cfg.timeframe!r} but {symbol} has {', '.join(sorted(present))} bars: "
+                f"set timeframe to {sorted(present)[0]!r} or ingest {cfg.timeframe} bars"
+            )
+        bars = bars.filter(pl.col("timeframe") == cfg.timeframe)
+    sym = bars.filter(pl.col("symbol") == symbol)
+    if sym.is_empty():
+        available = sorted(bars["symbol"].unique().to_list())
+        shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
+        raise ConfigError(
+            f"universe symbol {symbol!r} has no {cfg.timeframe} bars in the data "
+            f"(available: {shown or 'none'}); ingest it or fix the universe"
+        )
+    ts_date = pl.col("ts").dt.date()
+    cond = pl.lit(True)
+    if cfg.start:
+        cond &= ts_date >= cfg.start
+    if cfg.end:
+        cond &= ts_date <= cfg.end
+    sel = sym.filter(cond).sort("ts")
+    if sel.is_empty():
+        first, last = sym["ts"].min(), sym["ts"].max()
+        raise ConfigError(
+            f"no {symbol} bars between start={cfg.start} and end={cfg.end}: the data covers "
+            f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; move the dates inside that range"
+        )
+    if sel["ts"].is_duplicated().any():
+        raise DataValidationError(f"{symbol} has duplicate timestamps; validate and ingest the bars first")
+    bad = sel.select(pl.any_horizontal(
+        [pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in ("open", "high", "low", "close")]
+    )).to_series()
+    if bad.any():
+        raise DataValidationError(
+            f"{symbol} has {int(bad.sum())} bar(s) with missing or non-positive prices; "
+            "validate and ingest the bars first (backlake ingest reports and skips them)"
+        )
+    return sel
+
+
+def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
+    """Select, align and stack the universe's bars."""
+    symbols = cfg.symbols
+    spec = get_strategy(cfg.strategy)
+    if spec.intraday_only and cfg.timeframe not in _INTRADAY:
+        raise ConfigError(
+            f"strategy {cfg.strategy!r} needs intraday bars but timeframe={cfg.timeframe!r}: "
+            f"use one of {', '.join(_INTRADAY)}"
+        )
+    frames = [select_bars(cfg, bars, s).select(BAR_COLUMNS) for s in symbols]
+    start = max(f["ts"][0] for f in frames)
+    frames = [f.filter(pl.col("ts") >= start) for f in frames]
+    if len(frames) == 1:
+        ts = frames[0]["ts"]
+        stack = {c: frames[0][c].to_numpy().astype(np.float64)[:, None] for c in ("open", "high", "low", "close", "volume")}
+    else:
+        ts = pl.concat([f.select("ts") for f in frames]).unique().sort("ts")["ts"]
+        grid = pl.DataFrame({"ts": ts})
+        stack = {c: np.empty((ts.len(), len(symbols))) for c in ("open", "high", "low", "close", "volume")}
+        for j, f in enumerate(frames):
+            a = grid.join(f, on="ts", how="left").sort("ts")
+            close = a["close"].fill_null(strategy="forward")
+            stale = a["open"].is_null()
+            for c in ("open", "high", "low"):
+                stack[c][:, j] = a[c].fill_null(close).to_numpy()
+            stack["close"][:, j] = close.to_numpy()
+            stack["volume"][:, j] = a["volume"].fill_null(0.0).to_numpy()
+            del stale
+    if ts.len() < 2:
+        raise ConfigError(
+            f"only {ts.len()} bar(s) between start={cfg.start} and end={cfg.end}: a backtest needs at least 2"
+        )
+    cal = calendar_of(symbols[0])
+    data: BarData = {
+        **stack, "ts": ts.dt.replace_time_zone(None).to_numpy(),  # type: ignore[typeddict-item]
+        "symbols": symbols, "timeframe": cfg.timeframe,
+    }
+    return Prepared(data=data, ts=ts, symbols=symbols, periods_per_year=periods_per_year(cfg.timeframe, cal))
+
+
+_DIRECTIONS = {"long_only": nb.DIR_LONG_ONLY, "short_only": nb.DIR_SHORT_ONLY, "long_short": nb.DIR_LONG_SHORT}
+_SIZING = {
+    "fixed_fraction": nb.SIZE_FIXED_FRACTION, "fixed_quantity": nb.SIZE_FIXED_QUANTITY,
+    "equal_weight": nb.SIZE_EQUAL_WEIGHT, "volatility_target": nb.SIZE_VOL_TARGET,
+}
+_MARKETS = {"none": nb.MARKET_NONE, "us": nb.MARKET_US, "india": nb.MARKET_INDIA}
+
+
+def sim_options(cfg: BacktestConfig, ppy: float, strategy_max_hold: int | None = None) -> nb.SimOptions:
+    """The kernel's options record for a config."""
+    c, s, e = cfg.costs, cfg.sizing, cfg.execution
+    holds = [h for h in (e.max_hold_bars, strategy_max_hold) if h]
+    return nb.SimOptions(
+        initial_cash=float(cfg.initial_cash), direction=_DIRECTIONS[cfg.direction],
+        fill_next_open=e.fill == "next_open", size_method=_SIZING[s.method], fraction=float(s.fraction),
+        quantity=float(s.quantity or 0.0), target_vol=float(s.target_volatility),
+        max_leverage=float(s.max_leverage), whole_units=bool(s.whole_units), periods_per_year=float(ppy),
+        commission_rate=c.commission_bps / 1e4, commission_fixed=float(c.commission_fixed),
+        slippage_rate=c.slippage_bps / 1e4, impact_k=float(c.impact.k) if c.impact else 0.0,
+        participation_cap=float(c.participation_cap or 0.0), stop_loss=float(e.stop_loss or 0.0),
+        take_profit=float(e.take_profit or 0.0), max_hold=int(min(holds)) if holds else 0,
+        market=_MARKETS[c.market], sec_fee_rate=c.us.sec_fee_rate,
+        finra_taf_per_share=c.us.finra_taf_per_share, finra_taf_max=c.us.finra_taf_max,
+        stt_rate=c.india.stt_rate, exchange_rate=c.india.exchange_rate, gst_rate=c.india.gst_rate,
+        stamp_duty_rate=c.india.stamp_duty_rate, sebi_rate=c.india.sebi_rate,
+    )
+
+
+def _signals(cfg: BacktestConfig, prep: Prepared) -> Signals:
+    spec = get_strategy(cfg.strategy)
+    try:
+        sig = spec.signal_fn(prep.data, cfg.strategy_params())
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise BacktestError(f"strategy {cfg.strategy!r} failed on {', '.join(prep.symbols)}: {e}") from e
+    shape = prep.data["close"].shape
+    for name in ("entries", "exits", "weights"):
+        arr = getattr(sig, name)
+        if arr is not None and np.shape(arr) != shape:
+            raise BacktestError(f"strategy {cfg.strategy!r} returned {name} of shape {np.shape(arr)}, expected {shape}")
+    return sig
+
+
+def _risk_inputs(cfg: BacktestConfig, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    close, volume = prep.data["close"], prep.data["volume"]
+    imp = cfg.costs.impact
+    needs_volume = (imp is not None and imp.k > 0) or cfg.costs.participation_cap is not None
+    if needs_volume:
+        silent = [s for j, s in enumerate(prep.symbols) if not np.any(volume[:, j] > 0)]
+        if silent:
+            raise ConfigError(
+                f"costs.impact / costs.participation_cap need volume, but {', '.join(silent)} has none "
+                "(close-only data): drop those costs or use symbols with volume"
+            )
+    lookback = imp.sigma_lookback if imp else cfg.sizing.vol_lookback
+    if cfg.sizing.method == "volatility_target":
+        lookback = cfg.sizing.vol_lookback
+    sigma = nb.rolling_sigma_nb(close, lookback)
+    if imp is not None and cfg.sizing.method == "volatility_target" and imp.sigma_lookback != lookback:
+        pass  # one sigma estimate serves both; the sizing lookback wins (documented)
+    adv = nb.rolling_mean_nb(volume, imp.adv_lookback) if imp else np.zeros_like(close)
+    return sigma, adv
+
+
+def run_backtest(cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date | dt.datetime | None = None) -> BacktestResult:
+    """Simulate ``cfg`` on ``bars`` (columns ``symbol, ts, open, high, low, close, volume``).
+
+    ``oos_start`` splits the metrics into in-sample (before) and out-of-sample (from it on)
+    segments besides the full period.
+
+    Example::
+
+        res = run_backtest(BacktestConfig.model_validate({...}), bars)
+        res.metrics["sharpe"], res.trades, res.equity
+    """
+    prep = prepare(cfg, bars)
+    sig = _signals(cfg, prep)
+    opts = sim_options(cfg, prep.periods_per_year, sig.max_hold_bars)
+    sigma, adv = _risk_inputs(cfg, prep)
+    d = prep.data
+    n, m = d["close"].shape
+    use_w = sig.weights is not None
+    entries = np.asarray(sig.entries, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
+    exits = np.asarray(sig.exits, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
+    weights = np.asarray(sig.weights, dtype=np.float64) if use_w else np.full((1, m), np.nan)
+    equity, cash, position, trade_rec = nb.simulate_nb(
+        d["open"], d["high"], d["low"], d["close"], d["volume"], entries, exits, weights, use_w, sigma, adv, opts,
+    )
+    return _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start)
+
+
+def _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start) -> BacktestResult:
+    d = prep.data
+    close = d["close"]
+    trades = trades_frame(trade_rec, prep.ts, prep.symbols)
+    value = position * close
+    gross = np.abs(value).sum(axis=1)
+    net = value.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gross_x = np.where(equity != 0, gross / equity, 0.0)
+        net_x = np.where(equity != 0, net / equity, 0.0)
+    bench = benchmark_curve(cfg, bars, prep)
+    peak = np.maximum.accumulate(equity)
+    ret = np.zeros_like(equity)
+    ret[1:] = equity[1:] / equity[:-1] - 1.0
+    eq = pl.DataFrame({
+        "ts": prep.ts, "equity": equity, "cash": cash, "gross_exposure": gross_x, "net_exposure": net_x,
+        "drawdown": equity / peak - 1.0, "ret": ret, "benchmark_equity": bench,
+    }).select(EQUITY_COLUMNS)
+    ts_np = prep.ts.dt.replace_time_zone(None).to_numpy()
+    kw = {"benchmark_equity": bench, "exposure": gross_x}
+    metrics = compute_metrics(equity, ts_np, trades, prep.periods_per_year, cfg.initial_cash, **kw)
+    segments = {"full": metrics}
+    if oos_start is not None:
+        split = oos_start if isinstance(oos_start, dt.datetime) else dt.datetime.combine(oos_start, dt.time())
+        segments = segment_metrics(equity, ts_np, trades, prep.periods_per_year, cfg.initial_cash, split=split, **kw)
+    assets, corr = _per_asset(prep, position, equity, trades)
+    return BacktestResult(
+        config=cfg, trades=trades, equity=eq, metrics=metrics, segments=segments,
+        monthly_returns=monthly_returns(equity, ts_np), assets=assets, correlation=corr,
+    )
+
+
+def trades_frame(rec: np.ndarray, ts: pl.Series, symbols: list[str]) -> pl.DataFrame:
+    """Trade records from the kernel as the trades frame (TRADE_COLUMNS + cost breakdown)."""
+    order = np.lexsort((rec[:, nb.T_ASSET], rec[:, nb.T_ENTRY_IDX])) if rec.shape[0] else np.zeros(0, dtype=np.int64)
+    rec = rec[order]
+    entry_idx = rec[:, nb.T_ENTRY_IDX].astype(np.int64)
+    exit_idx = rec[:, nb.T_EXIT_IDX].astype(np.int64)
+    sym = np.asarray(symbols, dtype=object)
+    frame = {
+        "trade_id": np.arange(1, rec.shape[0] + 1, dtype=np.int64),
+        "symbol": pl.Series(sym[rec[:, nb.T_ASSET].astype(np.int64)].tolist() if rec.shape[0] else [], dtype=pl.String),
+        "direction": pl.Series(np.where(rec[:, nb.T_DIR] > 0, "long", "short").tolist(), dtype=pl.String),
+        "qty": rec[:, nb.T_QTY],
+        "entry_ts": ts.gather(entry_idx.tolist()),
+        "entry_price": rec[:, nb.T_ENTRY_PRICE],
+        "exit_ts": ts.gather(exit_idx.tolist()),
+        "exit_price": rec[:, nb.T_EXIT_PRICE],
+        "pnl": rec[:, nb.T_PNL],
+        "return_pct": rec[:, nb.T_RET],
+        "fees": rec[:, nb.T_FEES],
+        "bars_held": rec[:, nb.T_BARS].astype(np.int64),
+        "mae": rec[:, nb.T_MAE],
+        "mfe": rec[:, nb.T_MFE],
+        "exit_reason": pl.Series([nb.EXIT_REASONS[int(r)] for r in rec[:, nb.T_REASON]], dtype=pl.String),
+        "slippage_cost": rec[:, nb.T_SLIP],
+        "impact_cost": rec[:, nb.T_IMPACT],
+    }
+    for k, name in enumerate(nb.FEE_NAMES):
+        frame[name] = rec[:, nb.T_FEE0 + k]
+    return pl.DataFrame(frame).select(list(TRADE_COLUMNS) + ["slippage_cost", "impact_cost", *nb.FEE_NAMES])
+
+
+def benchmark_curve(cfg: BacktestConfig, bars: pl.DataFrame, prep: Prepared) -> np.ndarray:
+    """Buy and hold from the first bar's close: of the asset (equal weight over a universe),
+    equal weight of the universe, or of ``cfg.benchmark``."""
+    close = prep.data["close"]
+    if cfg.benchmark in (None, "asset", "equal_weight") or cfg.benchmark in prep.symbols:
+        if cfg.benchmark in prep.symbols:
+            close = close[:, [prep.symbols.index(cfg.benchmark)]]
+        growth = (close / close[0]).mean(axis=1)
+        return cfg.initial_cash * growth
+    other = select_bars(cfg.model_copy(update={"start": None, "end": None}), bars, cfg.benchmark).select("ts", "close")
+    aligned = pl.DataFrame({"ts": prep.ts}).join(other, on="ts", how="left").sort("ts")
+    series = aligned["close"].fill_null(strategy="forward")
+    if series.null_count():
+        before = other.filter(pl.col("ts") <= prep.ts[0])
+        if before.is_empty():
+            raise ConfigError(
+                f"benchmark {cfg.benchmark!r} has no bar at or before {prep.ts[0]:%Y-%m-%d}: "
+                "choose a benchmark that covers the backtest"
+            )
+        series = series.fill_null(before["close"][-1])
+    b = series.to_numpy()
+    return cfg.initial_cash * b / b[0]
+
+
+def _per_asset(prep: Prepared, position: np.ndarray, equity: np.ndarray, trades: pl.DataFrame):
+    """Per-asset P&L contribution and the correlation of per-asset return streams."""
+    close = prep.data["close"]
+    pnl_bar = np.zeros_like(close)
+    pnl_bar[1:] = position[:-1] * (close[1:] - close[:-1])
+    prev_eq = np.concatenate([[equity[0]], equity[:-1]])
+    rets = pnl_bar / prev_eq[:, None]
+    rows = []
+    for j, s in enumerate(prep.symbols):
+        t = trades.filter(pl.col("symbol") == s)
+        closed = t.filter(pl.col("exit_reason") != "end_of_data")
+        rows.append({
+            "symbol": s, "n_trades": t.height, "pnl": float(t["pnl"].sum()) if t.height else 0.0,
+            "fees": float(t["fees"].sum()) if t.height else 0.0,
+            "win_rate": float((closed["pnl"] > 0).mean()) if closed.height else None,
+            "exposure_time": float(np.mean(position[:, j] != 0)),
+            "return_contribution": float(rets[:, j].sum()),
+        })
+    assets = pl.DataFrame(rows, schema={
+        "symbol": pl.String, "n_trades": pl.Int64, "pnl": pl.Float64, "fees": pl.Float64,
+        "win_rate": pl.Float64, "exposure_time": pl.Float64, "return_contribution": pl.Float64,
+    })
+    m = len(prep.symbols)
+    corr = np.full((m, m), np.nan)
+    if m > 1:
+        sd = rets.std(axis=0)
+        ok = sd > 0
+        if ok.any():
+            c = np.corrcoef(rets[:, ok].T)
+            idx = np.flatnonzero(ok)
+            corr[np.ix_(idx, idx)] = np.atleast_2d(c)
+    else:
+        corr[0, 0] = 1.0
+    correlation = pl.DataFrame({"symbol": prep.symbols, **{s: corr[:, j] for j, s in enumerate(prep.symbols)}})
+    return assets, correlation

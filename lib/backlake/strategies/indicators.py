@@ -144,10 +144,11 @@ def _rolling_reduce(x: np.ndarray, window: int, reduce, exclude_current: bool = 
     n, m = a.shape
     out = np.full(a.shape, np.nan)
     if n >= window:
-        views = sliding_window_view(a, window, axis=0)  # (n - window + 1, m, window)
+        # one contiguous row per asset, so that each window is contiguous in memory
+        views = sliding_window_view(np.ascontiguousarray(a.T), window, axis=1)  # (m, n - window + 1, window)
         step = max(1, _CHUNK_ELEMENTS // max(1, m * window))
-        for s in range(0, views.shape[0], step):
-            out[window - 1 + s : window - 1 + s + step] = reduce(views[s : s + step], axis=-1)
+        for s in range(0, views.shape[1], step):
+            out[window - 1 + s : window - 1 + s + step] = reduce(views[:, s : s + step], axis=-1).T
     if exclude_current:
         out = _prev(out)
     return out[:, 0] if flat else out
@@ -175,9 +176,8 @@ def rolling_percentile_rank(x: np.ndarray, lookback: int) -> np.ndarray:
     _check_window("lookback", lookback)
 
     def rank(w: np.ndarray, axis: int) -> np.ndarray:
-        cur = w[..., -1:]
         with np.errstate(invalid="ignore"):
-            r = (w <= cur).mean(axis=axis)
+            r = np.count_nonzero(w <= w[..., -1:], axis=axis) / lookback
         return np.where(np.isnan(w).any(axis=axis), np.nan, r)
 
     return _rolling_reduce(x, lookback, rank)

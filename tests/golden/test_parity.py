@@ -1,0 +1,154 @@
+"""Parity with established backtesters on the real sample data (test-only dependencies).
+
+The reference config on GOOG must give, trade for trade, what backtesting.py and vectorbt
+give for the same rules; further cross-checks on the S&P 500 and NASDAQ sample data.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+import backlake as bl
+from backlake.data.samples import load_samples
+from backlake.strategies.indicators import sma
+
+warnings.filterwarnings("ignore")
+
+REFERENCE = {
+    "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["GOOG"],
+    "start": "2004-08-19", "end": "2013-03-01", "timeframe": "1d", "initial_cash": 10000,
+    "direction": "long_only",
+    "sizing": {"method": "fixed_fraction", "fraction": 1.0, "whole_units": True},
+    "costs": {"commission_bps": 10},
+    "execution": {"fill": "next_open"},
+}
+
+
+def ohlc_pandas(bars: pl.DataFrame) -> pd.DataFrame:
+    df = bars.select("ts", "open", "high", "low", "close", "volume").to_pandas().set_index("ts")
+    df.index = df.index.tz_localize(None)
+    return df.rename(columns=str.capitalize)
+
+
+def backtesting_py_run(df: pd.DataFrame, fast: int, slow: int, commission: float, cash: float,
+                       reverse: bool = False):
+    from backtesting import Backtest, Strategy
+
+    def SMA(x, n):  # noqa: N802 - backtesting.py indicator naming
+        return pd.Series(x).rolling(n).mean().to_numpy()
+
+    class Cross(Strategy):
+        def init(self):
+            self.a = self.I(SMA, self.data.Close, fast)
+            self.b = self.I(SMA, self.data.Close, slow)
+
+        def next(self):
+            a, b = self.a, self.b
+            if a[-2] < b[-2] and a[-1] > b[-1]:
+                if reverse:
+                    self.buy()
+                elif not self.position:
+                    self.buy()
+            elif a[-2] > b[-2] and a[-1] < b[-1]:
+                if reverse:
+                    self.sell()
+                else:
+                    self.position.close()
+
+    bt = Backtest(df, Cross, cash=cash, commission=commission, exclusive_orders=reverse)
+    return bt.run()
+
+
+@pytest.fixture(scope="module")
+def goog() -> pl.DataFrame:
+    return load_samples(["GOOG"])
+
+
+@pytest.fixture(scope="module")
+def reference(goog):
+    return bl.run_backtest(bl.BacktestConfig.model_validate(REFERENCE), goog)
+
+
+def test_reference_config_golden(reference):
+    closed = reference.trades.filter(pl.col("exit_reason") == "signal")
+    assert closed.height == 32
+    open_ = reference.trades.filter(pl.col("exit_reason") == "end_of_data")
+    assert open_.height == 1 and open_["exit_price"][0] == 806.19  # marked to the last close
+    assert reference.equity["equity"][-1] == pytest.approx(54101.37, abs=0.01)
+
+
+def test_reference_matches_backtesting_py_trade_for_trade(goog, reference):
+    stats = backtesting_py_run(ohlc_pandas(goog), 10, 30, 0.001, 10000)
+    ref = stats._trades
+    ours = reference.trades.filter(pl.col("exit_reason") == "signal")
+    assert len(ref) == ours.height == 32
+    assert [t.date() for t in ref["EntryTime"]] == [t.date() for t in ours["entry_ts"]]
+    assert [t.date() for t in ref["ExitTime"]] == [t.date() for t in ours["exit_ts"]]
+    np.testing.assert_allclose(ours["entry_price"], ref["EntryPrice"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours["exit_price"], ref["ExitPrice"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(ours["qty"], ref["Size"])
+    np.testing.assert_allclose(ours["pnl"], ref["PnL"], rtol=1e-12, atol=1e-8)
+    # backtesting.py leaves the last position open and marks it to the last close too
+    assert stats["Equity Final [$]"] == pytest.approx(reference.equity["equity"][-1], abs=1e-6)
+
+
+def test_reference_matches_vectorbt_trade_for_trade(goog, reference):
+    vbt = pytest.importorskip("vectorbt")
+    df = ohlc_pandas(goog)
+    close = df["Close"].to_numpy()
+    fast, slow = sma(close, 10), sma(close, 30)
+    prev_f, prev_s = np.roll(fast, 1), np.roll(slow, 1)
+    prev_f[0] = prev_s[0] = np.nan
+    with np.errstate(invalid="ignore"):
+        up = (prev_f < prev_s) & (fast > slow)
+        down = (prev_f > prev_s) & (fast < slow)
+    # act on the next bar's open: shift the signals one bar and trade at the open
+    entries = pd.Series(up, index=df.index).shift(1, fill_value=False)
+    exits = pd.Series(down, index=df.index).shift(1, fill_value=False)
+    pf = vbt.Portfolio.from_signals(
+        df["Close"], entries, exits, price=df["Open"], fees=0.001, init_cash=10000,
+        size=np.inf, size_granularity=1, freq="1D",
+    )
+    rec = pf.trades.records_readable
+    closed = rec[rec["Status"] == "Closed"]
+    ours = reference.trades.filter(pl.col("exit_reason") == "signal")
+    assert len(closed) == 32 and (rec["Status"] == "Open").sum() == 1
+    np.testing.assert_allclose(ours["entry_price"], closed["Avg Entry Price"], atol=1e-9)
+    np.testing.assert_allclose(ours["exit_price"], closed["Avg Exit Price"], atol=1e-9)
+    np.testing.assert_array_equal(ours["qty"], closed["Size"])
+    np.testing.assert_allclose(ours["pnl"], closed["PnL"], rtol=1e-12, atol=1e-8)
+    assert pf.final_value() == pytest.approx(54101.37, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "fast", "slow", "cash", "reverse"),
+    [
+        ("SP500", 20, 100, 1_000_000, False),
+        ("NASDAQ", 5, 40, 1_000_000, False),
+        ("SP500", 50, 200, 1_000_000, True),
+    ],
+)
+def test_cross_check_backtesting_py_on_index_data(symbol, fast, slow, cash, reverse):
+    """Other real data, other windows, and long/short reversals: same trades as backtesting.py."""
+    bars = load_samples([symbol])
+    cfg = bl.BacktestConfig.model_validate({
+        "strategy": "sma_crossover", "params": {"fast": fast, "slow": slow}, "universe": [symbol],
+        "initial_cash": cash, "costs": {"commission_bps": 5},
+        "direction": "long_short" if reverse else "long_only",
+    })
+    ours = bl.run_backtest(cfg, bars)
+    stats = backtesting_py_run(ohlc_pandas(bars), fast, slow, 0.0005, cash, reverse=reverse)
+    ref = stats._trades
+    closed = ours.trades.filter(pl.col("exit_reason") != "end_of_data")
+    assert closed.height == len(ref) > 5
+    assert closed["direction"].to_list() == ["long" if s > 0 else "short" for s in ref["Size"]]
+    np.testing.assert_allclose(closed["entry_price"], ref["EntryPrice"], atol=1e-9)
+    np.testing.assert_allclose(closed["exit_price"], ref["ExitPrice"], atol=1e-9)
+    np.testing.assert_array_equal(closed["qty"], np.abs(ref["Size"]))
+    np.testing.assert_allclose(closed["pnl"], ref["PnL"], rtol=1e-9, atol=1e-6)
+    assert stats["Equity Final [$]"] == pytest.approx(ours.equity["equity"][-1], rel=1e-12)

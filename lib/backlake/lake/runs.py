@@ -206,9 +206,12 @@ def _child_frames(outcomes: Sequence[RunOutcome]) -> dict[str, pl.DataFrame]:
         assert res is not None
         eq.append(res.equity.with_columns(pl.lit(rid).alias("run_id")))
         tr.append(res.trades.with_columns(pl.lit(rid).alias("run_id")))
+        segments = res.segments or {"full": res.metrics}
         me.append(pl.DataFrame({
-            "run_id": rid, "segment": "full", "name": list(res.metrics),
-            "value": [None if v is None else float(v) for v in res.metrics.values()],
+            "run_id": rid,
+            "segment": [seg for seg, vals in segments.items() for _ in vals],
+            "name": [name for vals in segments.values() for name in vals],
+            "value": [None if v is None else float(v) for vals in segments.values() for v in vals.values()],
         }, schema={"run_id": pl.String, "segment": pl.String, "name": pl.String, "value": pl.Float64}))
     return {
         "equity": pl.concat(eq, how="vertical_relaxed"),

@@ -43,6 +43,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("pnl", pa.float64()), ("return_pct", pa.float64()), ("fees", pa.float64()),
         ("bars_held", pa.int64()), ("mae", pa.float64()), ("mfe", pa.float64()),
         ("exit_reason", pa.string()),
+        # cost breakdown (currency units): price effects, then commission and market fees
+        ("slippage_cost", pa.float64()), ("impact_cost", pa.float64()), ("commission", pa.float64()),
+        ("sec_fee", pa.float64()), ("finra_taf", pa.float64()), ("stt", pa.float64()),
+        ("exchange_fee", pa.float64()), ("gst", pa.float64()), ("stamp_duty", pa.float64()),
+        ("sebi_fee", pa.float64()),
     ]),
     "metrics": pa.schema([
         ("run_id", pa.string()), ("segment", pa.string()), ("name", pa.string()), ("value", pa.float64()),

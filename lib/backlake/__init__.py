@@ -7,6 +7,7 @@
 
 from backlake.config import BacktestConfig, Costs, Execution, Sizing
 from backlake.engine import BacktestResult, run_backtest
+from backlake.research import sweep
 from backlake.errors import (
     BacklakeError,
     BacktestError,
@@ -23,5 +24,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BacktestConfig", "BacktestResult", "Costs", "Execution", "Sizing", "Settings",
     "BacklakeError", "BacktestError", "ConfigError", "DataValidationError", "LakeConnectionError",
-    "LakeError", "get_settings", "list_strategies", "run_backtest", "__version__",
+    "LakeError", "get_settings", "list_strategies", "run_backtest", "sweep", "__version__",
 ]

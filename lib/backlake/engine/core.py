@@ -100,25 +100,35 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
             f"strategy {cfg.strategy!r} needs intraday bars but timeframe={cfg.timeframe!r}: "
             f"use one of {', '.join(_INTRADAY)}"
         )
-    frames = [select_bars(cfg, bars, s).select(BAR_COLUMNS) for s in symbols]
+    if len(symbols) > 1:  # one pass over the data instead of one filter per symbol
+        wanted = bars.filter(pl.col("symbol").is_in(symbols))
+        parts = {k[0]: v for k, v in wanted.partition_by("symbol", as_dict=True).items()}
+        # a symbol with no rows is looked up in the full data so the error lists what exists
+        frames = [select_bars(cfg, parts[s] if s in parts else bars, s).select(BAR_COLUMNS) for s in symbols]
+    else:
+        frames = [select_bars(cfg, bars, symbols[0]).select(BAR_COLUMNS)]
     start = max(f["ts"][0] for f in frames)
     frames = [f.filter(pl.col("ts") >= start) for f in frames]
+    fields = ("open", "high", "low", "close", "volume")
     if len(frames) == 1:
         ts = frames[0]["ts"]
-        stack = {c: frames[0][c].to_numpy().astype(np.float64)[:, None] for c in ("open", "high", "low", "close", "volume")}
+        stack = {c: frames[0][c].to_numpy().astype(np.float64)[:, None] for c in fields}
     else:
-        ts = pl.concat([f.select("ts") for f in frames]).unique().sort("ts")["ts"]
-        grid = pl.DataFrame({"ts": ts})
-        stack = {c: np.empty((ts.len(), len(symbols))) for c in ("open", "high", "low", "close", "volume")}
-        for j, f in enumerate(frames):
-            a = grid.join(f, on="ts", how="left").sort("ts")
-            close = a["close"].fill_null(strategy="forward")
-            stale = a["open"].is_null()
-            for c in ("open", "high", "low"):
-                stack[c][:, j] = a[c].fill_null(close).to_numpy()
-            stack["close"][:, j] = close.to_numpy()
-            stack["volume"][:, j] = a["volume"].fill_null(0.0).to_numpy()
-            del stale
+        long = pl.concat(frames)
+        ts = long["ts"].unique().sort()
+        wide = {
+            c: long.pivot(on="symbol", index="ts", values=c).join(pl.DataFrame({"ts": ts}), on="ts", how="right")
+            .sort("ts").select(symbols)
+            for c in fields
+        }
+        close = wide["close"].fill_null(strategy="forward")
+        stack = {
+            "close": close.to_numpy().astype(np.float64),
+            "volume": wide["volume"].fill_null(0.0).to_numpy().astype(np.float64),
+        }
+        for c in ("open", "high", "low"):  # a missing bar is flat at the last close
+            missing = wide[c].select(pl.all().is_null()).to_numpy()
+            stack[c] = np.where(missing, stack["close"], wide[c].fill_null(0.0).to_numpy().astype(np.float64))
     if ts.len() < 2:
         raise ConfigError(
             f"only {ts.len()} bar(s) between start={cfg.start} and end={cfg.end}: a backtest needs at least 2"

@@ -12,6 +12,12 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
 import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
@@ -19,10 +25,56 @@ from numpy.lib.stride_tricks import sliding_window_view
 __all__ = [
     "sma", "ema", "wilder_ma", "wilder_rsi", "true_range", "atr", "rolling_max", "rolling_min",
     "rolling_std", "rolling_percentile_rank", "pct_change", "crosses_above", "crosses_below",
+    "indicator_cache",
 ]
 
 # Rolling reductions materialise (rows x assets x window) values; work in chunks of this many.
 _CHUNK_ELEMENTS = 1 << 22
+
+
+F = TypeVar("F", bound=Callable[..., np.ndarray])
+
+# Sweeps compute each indicator once per distinct window: inside ``indicator_cache(inputs)``,
+# calls on the registered input arrays (the bars) are memoised by (function, arrays, args).
+_CACHE: ContextVar[tuple[dict, frozenset[int]] | None] = ContextVar("indicator_cache", default=None)
+
+
+@contextlib.contextmanager
+def indicator_cache(*inputs: np.ndarray) -> Iterator[dict]:
+    """Memoise indicator calls whose array arguments are among ``inputs`` (kept alive by the
+    caller, so their ids stay unique) for the duration of the block."""
+    store: dict = {}
+    token = _CACHE.set((store, frozenset(id(a) for a in inputs)))
+    try:
+        yield store
+    finally:
+        _CACHE.reset(token)
+
+
+def _cached(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> np.ndarray:
+        ctx = _CACHE.get()
+        if ctx is None:
+            return fn(*args, **kwargs)
+        store, known = ctx
+        key: list[Any] = [fn.__name__]
+        for a in args:
+            if isinstance(a, np.ndarray):
+                if id(a) not in known:
+                    return fn(*args, **kwargs)
+                key.append(("array", id(a)))
+            else:
+                key.append(a)
+        key.append(tuple(sorted(kwargs.items())))
+        k = tuple(key)
+        if k not in store:
+            out = fn(*args, **kwargs)
+            out.setflags(write=False)  # shared between combinations: nobody may modify it
+            store[k] = out
+        return store[k]
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _2d(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -35,6 +87,7 @@ def _check_window(name: str, window: int) -> None:
         raise ValueError(f"{name}={window!r} must be a whole number of bars >= 1")
 
 
+@_cached
 def sma(x: np.ndarray, window: int) -> np.ndarray:
     """Simple moving average of the last ``window`` values (NaN before, or if any is NaN)."""
     a, flat = _2d(x)
@@ -79,6 +132,7 @@ def _ewm(x: np.ndarray, window: int, alpha: float) -> np.ndarray:
     return out[:, 0] if flat else out
 
 
+@_cached
 def ema(x: np.ndarray, window: int) -> np.ndarray:
     """Exponential moving average, ``alpha = 2 / (window + 1)``, seeded with the SMA of the
     first ``window`` values: ``ema[window-1] = mean(x[0:window])``, then
@@ -87,6 +141,7 @@ def ema(x: np.ndarray, window: int) -> np.ndarray:
     return _ewm(x, window, 2.0 / (window + 1.0))
 
 
+@_cached
 def wilder_ma(x: np.ndarray, window: int) -> np.ndarray:
     """Wilder's smoothing (an EMA with ``alpha = 1 / window``), seeded with the SMA of the
     first ``window`` values: ``y[t] = (y[t-1] * (window - 1) + x[t]) / window``."""
@@ -102,6 +157,7 @@ def _prev(a: np.ndarray) -> np.ndarray:
     return out
 
 
+@_cached
 def wilder_rsi(close: np.ndarray, window: int = 14) -> np.ndarray:
     """Wilder's RSI in 0..100. With ``d[t] = close[t] - close[t-1]``, gains ``max(d, 0)`` and
     losses ``max(-d, 0)`` are Wilder-smoothed (:func:`wilder_ma`: the first average is the
@@ -119,6 +175,7 @@ def wilder_rsi(close: np.ndarray, window: int = 14) -> np.ndarray:
     return rsi[:, 0] if flat else rsi
 
 
+@_cached
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     """``max(high - low, |high - prev_close|, |low - prev_close|)``; ``high - low`` on bar 0
     (and wherever the previous close is NaN)."""
@@ -130,6 +187,7 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     return tr[:, 0] if flat else tr
 
 
+@_cached
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
     """Average true range: :func:`wilder_ma` of :func:`true_range`. The first value, at bar
     ``window - 1``, is the mean of the first ``window`` true ranges (bar 0's is high - low)."""
@@ -154,22 +212,26 @@ def _rolling_reduce(x: np.ndarray, window: int, reduce, exclude_current: bool = 
     return out[:, 0] if flat else out
 
 
+@_cached
 def rolling_max(x: np.ndarray, window: int, *, exclude_current: bool = False) -> np.ndarray:
     """Max of the last ``window`` values (bars N-window+1..N); with ``exclude_current=True``,
     of the ``window`` values before this bar (bars N-window..N-1), as a channel breakout needs."""
     return _rolling_reduce(x, window, np.max, exclude_current)
 
 
+@_cached
 def rolling_min(x: np.ndarray, window: int, *, exclude_current: bool = False) -> np.ndarray:
     """Min of the last ``window`` values; ``exclude_current`` as in :func:`rolling_max`."""
     return _rolling_reduce(x, window, np.min, exclude_current)
 
 
+@_cached
 def rolling_std(x: np.ndarray, window: int) -> np.ndarray:
     """Population standard deviation (ddof=0) of the last ``window`` values."""
     return _rolling_reduce(x, window, np.std)
 
 
+@_cached
 def rolling_percentile_rank(x: np.ndarray, lookback: int) -> np.ndarray:
     """Fraction (0..1] of the last ``lookback`` values, the current one included, that are
     ``<=`` the current value: 1.0 at a new high of the window, ``1/lookback`` at a new low."""
@@ -183,6 +245,7 @@ def rolling_percentile_rank(x: np.ndarray, lookback: int) -> np.ndarray:
     return _rolling_reduce(x, lookback, rank)
 
 
+@_cached
 def pct_change(x: np.ndarray, n: int = 1) -> np.ndarray:
     """Return over ``n`` bars: ``x[t] / x[t - n] - 1`` (NaN for the first ``n`` bars)."""
     _check_window("n", n)

@@ -1,0 +1,161 @@
+"""``sweep(cfg, grid, bars)``: every combination of a parameter grid, compute only (no lake).
+
+Example::
+
+    df = sweep(cfg, {"fast": range(5, 51), "slow": range(20, 201, 2)}, bars)
+    df.sort("sharpe", descending=True).head()
+
+Indicators are computed once per distinct window (SMA crossover has a dedicated path; other
+strategies share indicator results through ``indicator_cache``); combinations are simulated
+in parallel chunks by a compiled kernel that keeps only metrics, so memory is bounded by the
+chunk size. Combinations that fail the strategy's own validation (e.g. fast >= slow) are
+skipped and counted, not an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import ValidationError
+
+from backlake._suggest import unknown_name_message
+from backlake.config import BacktestConfig
+from backlake.engine import nb
+from backlake.engine.core import _risk_inputs, prepare, sim_options
+from backlake.engine.nb_sweep import SWEEP_METRICS, sweep_signals_nb, sweep_sma_nb
+from backlake.errors import BacktestError, ConfigError
+from backlake.strategies import get_strategy
+from backlake.strategies.indicators import indicator_cache, sma
+
+__all__ = ["sweep", "SweepReport", "expand_grid", "SWEEP_METRICS"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    n_combinations: int
+    n_valid: int
+    n_skipped: int
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # first few, with the reason
+
+
+def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple[list[dict], SweepReport]:
+    """Cartesian product of ``grid`` (parameter -> values) over ``cfg.params``; combinations the
+    strategy's parameter model rejects are skipped and counted."""
+    model = get_strategy(cfg.strategy).params_model
+    if not grid:
+        raise ConfigError("grid is empty: give at least one parameter with a list of values, e.g. {\"fast\": [5, 10]}")
+    keys = list(grid)
+    for k in keys:
+        if k not in model.model_fields:
+            raise ConfigError("grid: " + unknown_name_message(f"parameter of {cfg.strategy}", k, model.model_fields))
+    values = []
+    for k in keys:
+        v = list(grid[k])
+        if not v:
+            raise ConfigError(f"grid[{k!r}] is empty: list at least one value")
+        values.append(v)
+    combos: list[dict] = []
+    skipped: list[dict] = []
+    total = 0
+    for combo in itertools.product(*values):
+        total += 1
+        params = {**cfg.params, **dict(zip(keys, combo))}
+        try:
+            combos.append(model.model_validate(params).model_dump(mode="json"))
+        except ValidationError as e:
+            if len(skipped) < 5:
+                skipped.append({"params": params, "reason": e.errors()[0]["msg"].removeprefix("Value error, ")})
+    report = SweepReport(total, len(combos), total - len(combos), skipped)
+    if not combos:
+        reason = f" (e.g. {skipped[0]['params']}: {skipped[0]['reason']})" if skipped else ""
+        raise ConfigError(f"grid has no valid combination: all {total} fail {cfg.strategy}'s validation{reason}")
+    return combos, report
+
+
+def sweep(
+    cfg: BacktestConfig,
+    grid: Mapping[str, Iterable[Any]],
+    bars: pl.DataFrame,
+    *,
+    chunk_size: int = 256,
+    return_report: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, SweepReport]:
+    """One row per valid combination: the swept parameters, then SWEEP_METRICS.
+
+    ``chunk_size`` bounds memory for strategies without a dedicated path (signals of that many
+    combinations are held at once). With ``return_report=True`` also returns the
+    :class:`SweepReport` (how many combinations were skipped and why).
+    """
+    combos, report = expand_grid(cfg, grid)
+    if report.n_skipped:
+        log.info("sweep: skipped %d of %d combinations that fail validation", report.n_skipped, report.n_combinations)
+    prep = prepare(cfg, bars)
+    sigma, adv = _risk_inputs(cfg, prep)
+    d = prep.data
+    t_us = prep.ts.dt.replace_time_zone(None).dt.cast_time_unit("us").to_physical().to_numpy()
+    ppy = prep.periods_per_year
+    args = (d["open"], d["high"], d["low"], d["close"], d["volume"])
+    if cfg.strategy == "sma_crossover" and d["close"].shape[1] == 1:
+        metrics = _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy)
+    else:
+        metrics = _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size)
+    keys = list(grid)
+    frame = pl.DataFrame({k: [c[k] for c in combos] for k in keys})
+    stats = pl.DataFrame({name: metrics[:, j] for j, name in enumerate(SWEEP_METRICS)}).fill_nan(None)
+    out = pl.concat([frame, stats], how="horizontal")
+    return (out, report) if return_report else out
+
+
+def _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy) -> np.ndarray:
+    windows = sorted({c["fast"] for c in combos} | {c["slow"] for c in combos})
+    col = {w: i for i, w in enumerate(windows)}
+    close = prep.data["close"][:, 0]
+    ma = np.empty((close.size, len(windows)))
+    for w, i in col.items():
+        ma[:, i] = sma(close, w)
+    fast_idx = np.array([col[c["fast"]] for c in combos], dtype=np.int64)
+    slow_idx = np.array([col[c["slow"]] for c in combos], dtype=np.int64)
+    opts = sim_options(cfg, ppy)
+    return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, opts, t_us, ppy)
+
+
+def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -> np.ndarray:
+    spec = get_strategy(cfg.strategy)
+    d = prep.data
+    n, m = d["close"].shape
+    out = np.empty((len(combos), len(SWEEP_METRICS)))
+    arrays = [d[k] for k in ("open", "high", "low", "close", "volume")]
+    with indicator_cache(*arrays):
+        for start in range(0, len(combos), max(1, chunk_size)):
+            chunk = combos[start : start + chunk_size]
+            sigs = []
+            for c in chunk:
+                try:
+                    sigs.append(spec.signal_fn(d, spec.params_model.model_validate(c)))
+                except Exception as e:
+                    raise BacktestError(f"strategy {cfg.strategy!r} failed with params {c}: {e}") from e
+            # combinations with different strategy holding limits run as separate batches
+            by_hold: dict[int | None, list[int]] = {}
+            for k, s in enumerate(sigs):
+                by_hold.setdefault(s.max_hold_bars, []).append(k)
+            for hold, idx in by_hold.items():
+                opts = sim_options(cfg, ppy, hold)
+                use_w = sigs[idx[0]].weights is not None
+                if use_w:
+                    w = np.stack([np.asarray(sigs[k].weights, dtype=np.float64) for k in idx])
+                    e = x = np.zeros((1, n, m), dtype=np.bool_)
+                else:
+                    e = np.stack([np.asarray(sigs[k].entries, dtype=np.bool_) for k in idx])
+                    x = np.stack([np.asarray(sigs[k].exits, dtype=np.bool_) for k in idx])
+                    w = np.full((1, n, m), np.nan)
+                res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, opts, t_us, ppy)
+                out[[start + k for k in idx]] = res
+    return out

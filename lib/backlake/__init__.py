@@ -7,7 +7,6 @@
 
 from backlake.config import BacktestConfig, Costs, Execution, Sizing
 from backlake.engine import BacktestResult, run_backtest
-from backlake.research import sweep
 from backlake.errors import (
     BacklakeError,
     BacktestError,
@@ -26,3 +25,12 @@ __all__ = [
     "BacklakeError", "BacktestError", "ConfigError", "DataValidationError", "LakeConnectionError",
     "LakeError", "get_settings", "list_strategies", "run_backtest", "sweep", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # the sweep machinery (parallel kernels) loads on first use, keeping `import backlake` light
+    if name == "sweep":
+        from backlake.research import sweep
+
+        return sweep
+    raise AttributeError(f"module 'backlake' has no attribute {name!r}")

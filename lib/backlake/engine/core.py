@@ -100,35 +100,13 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
             f"strategy {cfg.strategy!r} needs intraday bars but timeframe={cfg.timeframe!r}: "
             f"use one of {', '.join(_INTRADAY)}"
         )
-    if len(symbols) > 1:  # one pass over the data instead of one filter per symbol
-        wanted = bars.filter(pl.col("symbol").is_in(symbols))
-        parts = {k[0]: v for k, v in wanted.partition_by("symbol", as_dict=True).items()}
-        # a symbol with no rows is looked up in the full data so the error lists what exists
-        frames = [select_bars(cfg, parts[s] if s in parts else bars, s).select(BAR_COLUMNS) for s in symbols]
-    else:
-        frames = [select_bars(cfg, bars, symbols[0]).select(BAR_COLUMNS)]
-    start = max(f["ts"][0] for f in frames)
-    frames = [f.filter(pl.col("ts") >= start) for f in frames]
     fields = ("open", "high", "low", "close", "volume")
-    if len(frames) == 1:
-        ts = frames[0]["ts"]
-        stack = {c: frames[0][c].to_numpy().astype(np.float64)[:, None] for c in fields}
+    if len(symbols) == 1:
+        frame = select_bars(cfg, bars, symbols[0])
+        ts = frame["ts"]
+        stack = {c: frame[c].to_numpy().astype(np.float64)[:, None] for c in fields}
     else:
-        long = pl.concat(frames)
-        ts = long["ts"].unique().sort()
-        wide = {
-            c: long.pivot(on="symbol", index="ts", values=c).join(pl.DataFrame({"ts": ts}), on="ts", how="right")
-            .sort("ts").select(symbols)
-            for c in fields
-        }
-        close = wide["close"].fill_null(strategy="forward")
-        stack = {
-            "close": close.to_numpy().astype(np.float64),
-            "volume": wide["volume"].fill_null(0.0).to_numpy().astype(np.float64),
-        }
-        for c in ("open", "high", "low"):  # a missing bar is flat at the last close
-            missing = wide[c].select(pl.all().is_null()).to_numpy()
-            stack[c] = np.where(missing, stack["close"], wide[c].fill_null(0.0).to_numpy().astype(np.float64))
+        ts, stack = _stack_universe(cfg, bars, symbols)
     if ts.len() < 2:
         raise ConfigError(
             f"only {ts.len()} bar(s) between start={cfg.start} and end={cfg.end}: a backtest needs at least 2"
@@ -139,6 +117,93 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
         "symbols": symbols, "timeframe": cfg.timeframe,
     }
     return Prepared(data=data, ts=ts, symbols=symbols, periods_per_year=periods_per_year(cfg.timeframe, cal))
+
+
+def _date_filter(cfg: BacktestConfig) -> pl.Expr:
+    """``start <= ts.date() <= end`` as timestamp bounds (no per-row date conversion)."""
+    cond = pl.lit(True)
+    utc = dt.timezone.utc
+    if cfg.start:
+        cond &= pl.col("ts") >= dt.datetime.combine(cfg.start, dt.time(), utc)
+    if cfg.end:
+        cond &= pl.col("ts") < dt.datetime.combine(cfg.end + dt.timedelta(days=1), dt.time(), utc)
+    return cond
+
+
+def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]):
+    """(ts, rows, cols) when the rows are one run per symbol, each with the same strictly
+    increasing timestamps (the common case); None otherwise."""
+    runs = wanted["symbol"].rle()
+    m = len(index)
+    if runs.len() != m:
+        return None
+    lengths = runs.struct.field("len").to_numpy()
+    names = runs.struct.field("value").to_list()
+    n = int(lengths[0])
+    if n == 0 or (lengths != n).any() or set(names) != set(index):
+        return None
+    ts_us = wanted["ts"].dt.cast_time_unit("us").to_physical().to_numpy().reshape(m, n)
+    if not (np.diff(ts_us[0]) > 0).all() or not (ts_us == ts_us[0]).all():
+        return None
+    rows = np.tile(np.arange(n), m)
+    cols = np.repeat(np.array([index[s] for s in names], dtype=np.int64), n)
+    return wanted["ts"].head(n), rows, cols
+
+
+def _stack_universe(cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str]) -> tuple[pl.Series, dict]:
+    """Validate and align many symbols in a few vectorised passes (see the module docstring)."""
+    cond = pl.col("symbol").is_in(symbols) & _date_filter(cfg)
+    if "timeframe" in bars.columns:
+        cond &= pl.col("timeframe") == cfg.timeframe
+    wanted = bars.filter(cond).select(BAR_COLUMNS)
+    index = {s: j for j, s in enumerate(symbols)}
+    aligned = _aligned_layout(wanted, index)
+    if aligned is not None:  # every symbol has the same sorted timestamps: no search needed
+        ts, rows, cols = aligned
+    else:
+        firsts = wanted.group_by("symbol").agg(pl.col("ts").min())
+        if firsts.height < len(symbols):
+            have_any = set(firsts["symbol"].to_list())
+            for s in symbols:  # the first symbol without bars: select_bars says exactly why
+                if s not in have_any:
+                    select_bars(cfg, bars, s)
+        wanted = wanted.filter(pl.col("ts") >= firsts["ts"].max())
+        ts = wanted["ts"].unique().sort()
+        ts_us = ts.dt.cast_time_unit("us").to_physical().to_numpy()
+        rows = np.searchsorted(ts_us, wanted["ts"].dt.cast_time_unit("us").to_physical().to_numpy())
+        cols = wanted["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    n, m = ts.len(), len(symbols)
+    flat = cols * n + rows  # symbol-major: rows of one symbol are contiguous (fast scatter)
+    count = np.bincount(flat, minlength=n * m)
+    if count.max() > 1:
+        dup = symbols[int(np.argmax(count > 1)) // n]
+        raise DataValidationError(f"{dup} has duplicate timestamps; validate and ingest the bars first")
+    for c in ("open", "high", "low", "close"):
+        vals = wanted[c].to_numpy()
+        with np.errstate(invalid="ignore"):
+            bad = ~(vals > 0)
+        if bad.any():
+            sym = symbols[int(cols[np.argmax(bad)])]
+            n_bad = int(bad[cols == symbols.index(sym)].sum())
+            raise DataValidationError(
+                f"{sym} has {n_bad} bar(s) with missing or non-positive prices; "
+                "validate and ingest the bars first (backlake ingest reports and skips them)"
+            )
+    have = (count == 1).reshape(m, n).T
+    stack = {}
+    for c in ("open", "high", "low", "close", "volume"):
+        a = np.full(n * m, np.nan)
+        a[flat] = wanted[c].to_numpy()
+        stack[c] = np.ascontiguousarray(a.reshape(m, n).T)
+    if not have.all():  # a missing bar is flat at the last close, with no volume
+        last = np.where(have, np.arange(n)[:, None], 0)
+        np.maximum.accumulate(last, axis=0, out=last)
+        close = stack["close"][last, np.arange(m)[None, :]]
+        stack["close"] = close
+        for c in ("open", "high", "low"):
+            stack[c] = np.where(have, stack[c], close)
+        stack["volume"] = np.where(have, stack["volume"], 0.0)
+    return ts, stack
 
 
 _DIRECTIONS = {"long_only": nb.DIR_LONG_ONLY, "short_only": nb.DIR_SHORT_ONLY, "long_short": nb.DIR_LONG_SHORT}
@@ -186,23 +251,26 @@ def _signals(cfg: BacktestConfig, prep: Prepared) -> Signals:
 
 
 def _risk_inputs(cfg: BacktestConfig, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bar volatility and average volume, as known at each bar's close (for market
+    impact and volatility-target sizing). Zeros when no cost or sizing rule needs them."""
     close, volume = prep.data["close"], prep.data["volume"]
     imp = cfg.costs.impact
-    needs_volume = (imp is not None and imp.k > 0) or cfg.costs.participation_cap is not None
-    if needs_volume:
+    has_impact = imp is not None and imp.k > 0
+    if has_impact or cfg.costs.participation_cap is not None:
         silent = [s for j, s in enumerate(prep.symbols) if not np.any(volume[:, j] > 0)]
         if silent:
             raise ConfigError(
                 f"costs.impact / costs.participation_cap need volume, but {', '.join(silent)} has none "
                 "(close-only data): drop those costs or use symbols with volume"
             )
-    lookback = imp.sigma_lookback if imp else cfg.sizing.vol_lookback
-    if cfg.sizing.method == "volatility_target":
-        lookback = cfg.sizing.vol_lookback
+    vol_target = cfg.sizing.method == "volatility_target"
+    if not (has_impact or vol_target):
+        zeros = np.zeros_like(close)
+        return zeros, zeros
+    # one volatility estimate serves both uses; with volatility targeting its lookback wins
+    lookback = cfg.sizing.vol_lookback if vol_target else imp.sigma_lookback  # type: ignore[union-attr]
     sigma = nb.rolling_sigma_nb(close, lookback)
-    if imp is not None and cfg.sizing.method == "volatility_target" and imp.sigma_lookback != lookback:
-        pass  # one sigma estimate serves both; the sizing lookback wins (documented)
-    adv = nb.rolling_mean_nb(volume, imp.adv_lookback) if imp else np.zeros_like(close)
+    adv = nb.rolling_mean_nb(volume, imp.adv_lookback) if has_impact else np.zeros_like(close)  # type: ignore[union-attr]
     return sigma, adv
 
 
@@ -327,21 +395,25 @@ def _per_asset(prep: Prepared, position: np.ndarray, equity: np.ndarray, trades:
     pnl_bar[1:] = position[:-1] * (close[1:] - close[:-1])
     prev_eq = np.concatenate([[equity[0]], equity[:-1]])
     rets = pnl_bar / prev_eq[:, None]
-    rows = []
-    for j, s in enumerate(prep.symbols):
-        t = trades.filter(pl.col("symbol") == s)
-        closed = t.filter(pl.col("exit_reason") != "end_of_data")
-        rows.append({
-            "symbol": s, "n_trades": t.height, "pnl": float(t["pnl"].sum()) if t.height else 0.0,
-            "fees": float(t["fees"].sum()) if t.height else 0.0,
-            "win_rate": float((closed["pnl"] > 0).mean()) if closed.height else None,
-            "exposure_time": float(np.mean(position[:, j] != 0)),
-            "return_contribution": float(rets[:, j].sum()),
+    by_symbol = (
+        trades.group_by("symbol").agg(
+            pl.len().alias("n_trades"), pl.col("pnl").sum(), pl.col("fees").sum(),
+            (pl.col("pnl").filter(pl.col("exit_reason") != "end_of_data") > 0).mean().alias("win_rate"),
+        )
+        if trades.height else pl.DataFrame(schema={"symbol": pl.String, "n_trades": pl.UInt32, "pnl": pl.Float64,
+                                                   "fees": pl.Float64, "win_rate": pl.Float64})
+    )
+    assets = (
+        pl.DataFrame({
+            "symbol": prep.symbols,
+            "exposure_time": (position != 0).mean(axis=0),
+            "return_contribution": rets.sum(axis=0),
         })
-    assets = pl.DataFrame(rows, schema={
-        "symbol": pl.String, "n_trades": pl.Int64, "pnl": pl.Float64, "fees": pl.Float64,
-        "win_rate": pl.Float64, "exposure_time": pl.Float64, "return_contribution": pl.Float64,
-    })
+        .join(by_symbol, on="symbol", how="left", maintain_order="left")
+        .with_columns(pl.col("n_trades").fill_null(0).cast(pl.Int64), pl.col("pnl").fill_null(0.0),
+                      pl.col("fees").fill_null(0.0), pl.col("win_rate").cast(pl.Float64))
+        .select("symbol", "n_trades", "pnl", "fees", "win_rate", "exposure_time", "return_contribution")
+    )
     m = len(prep.symbols)
     corr = np.full((m, m), np.nan)
     if m > 1:

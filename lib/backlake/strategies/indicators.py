@@ -94,8 +94,9 @@ def sma(x: np.ndarray, window: int) -> np.ndarray:
     out = np.full(a.shape, np.nan)
     n = a.shape[0]
     if window >= 1 and n >= window:
-        c = np.cumsum(np.vstack([np.zeros((1, a.shape[1])), a]), axis=0)
-        out[window - 1 :] = (c[window:] - c[:-window]) / window
+        c = np.cumsum(a, axis=0)
+        out[window - 1] = c[window - 1] / window
+        out[window:] = (c[window:] - c[:-window]) / window
     return out[:, 0] if flat else out
 
 

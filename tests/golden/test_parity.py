@@ -152,3 +152,48 @@ def test_cross_check_backtesting_py_on_index_data(symbol, fast, slow, cash, reve
     np.testing.assert_array_equal(closed["qty"], np.abs(ref["Size"]))
     np.testing.assert_allclose(closed["pnl"], ref["PnL"], rtol=1e-9, atol=1e-6)
     assert stats["Equity Final [$]"] == pytest.approx(ours.equity["equity"][-1], rel=1e-12)
+
+
+def test_reference_matches_bt_trade_for_trade(goog, reference):
+    """bt trades at the prices it is given: feed it the opens and the targets decided at the
+    previous close; its transactions are our fills (entries and exits, same dates, prices, sizes)."""
+    bt = pytest.importorskip("bt")
+    df = ohlc_pandas(goog)
+    close = df["Close"].to_numpy()
+    fast, slow = sma(close, 10), sma(close, 30)
+    prev_f, prev_s = np.roll(fast, 1), np.roll(slow, 1)
+    prev_f[0] = prev_s[0] = np.nan
+    with np.errstate(invalid="ignore"):
+        up = (prev_f < prev_s) & (fast > slow)
+        down = (prev_f > prev_s) & (fast < slow)
+    target = np.full(len(close), np.nan)
+    holding = False
+    for i in range(len(close) - 1):
+        if up[i] and not holding:
+            holding, target[i + 1] = True, 1.0
+        elif down[i] and holding:
+            holding, target[i + 1] = False, 0.0
+    weights = pd.Series(target, index=df.index)
+
+    class WeighOnSignal(bt.Algo):
+        def __call__(self, strategy):
+            w = weights.loc[strategy.now]
+            if np.isnan(w):
+                return False
+            strategy.temp["weights"] = {"GOOG": w}
+            return True
+
+    test = bt.Backtest(
+        bt.Strategy("sma", [WeighOnSignal(), bt.algos.Rebalance()]), pd.DataFrame({"GOOG": df["Open"]}),
+        initial_capital=10_000, commissions=lambda q, p: abs(q) * p * 0.001, integer_positions=True,
+        progress_bar=False,
+    )
+    tx = bt.run(test).get_transactions().reset_index()
+    buys, sells = tx[tx["quantity"] > 0], tx[tx["quantity"] < 0]
+    ours = reference.trades
+    assert len(buys) == ours.height == 33 and len(sells) == 32
+    assert [d.date() for d in buys["Date"]] == [t.date() for t in ours["entry_ts"]]
+    assert [d.date() for d in sells["Date"]] == [t.date() for t in ours["exit_ts"][:32]]
+    np.testing.assert_allclose(buys["price"], ours["entry_price"], atol=1e-9)
+    np.testing.assert_allclose(sells["price"], ours["exit_price"][:32], atol=1e-9)
+    np.testing.assert_array_equal(buys["quantity"], ours["qty"])

@@ -1,4 +1,5 @@
-"""The ``backlake`` command line: demo, ingest, backtest, sql, lake status, dashboard.
+"""The ``backlake`` command line: demo, ingest, backtest, sql, lake status, dashboard, schema,
+strategies.
 
     backlake demo
     backlake ingest --source samples --symbols GOOG SP500
@@ -180,6 +181,27 @@ def runs_summary(run_ids: list[str]) -> str:
         return format_rows(cols, rel.fetchall())
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from backlake.config import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from backlake.strategies import get_strategy, list_strategies
+
+    rows = []
+    for name in list_strategies():
+        model = get_strategy(name).params_model
+        params = ", ".join(f"{k}={f.default}" for k, f in model.model_fields.items())
+        doc = " ".join(get_strategy(name).doc.split())
+        first = doc.split(". ")[0]
+        rows.append((name, params, first if len(first) <= 100 else first[:97] + "..."))
+    print(format_rows(("strategy", "parameters (defaults)", "rule"), rows, args.format))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -224,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("backtest", help="run the config(s) in a JSON file through the backtest flow")
     s.add_argument("config", help="JSON file: one config object or a list")
     s.set_defaults(fn=cmd_backtest)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of a backtest config")
+    s.set_defaults(fn=cmd_schema)
+
+    s = sub.add_parser("strategies", help="list the registered strategies and their parameters")
+    s.add_argument("--format", choices=FORMATS, default="table")
+    s.set_defaults(fn=cmd_strategies)
 
     s = sub.add_parser("sql", help="run SQL over the lake's tables (DuckDB)")
     s.add_argument("query")

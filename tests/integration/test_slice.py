@@ -111,3 +111,12 @@ def test_cli_unreachable_s3_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, ca
     assert cli(["lake", "status"]) == 3
     err = capsys.readouterr().err
     assert "cannot reach the S3 endpoint" in err and "Traceback" not in err
+
+
+def test_cli_schema_and_strategies(capsys: pytest.CaptureFixture):
+    assert cli(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "strategy" in schema["properties"] and "sma_crossover" in schema["$defs"]["strategy_params"]
+    assert cli(["strategies", "--format", "json"]) == 0
+    names = {r["strategy"] for r in json.loads(capsys.readouterr().out)}
+    assert {"sma_crossover", "dual_momentum", "opening_range_breakout"} <= names

@@ -284,3 +284,18 @@ def test_empty_and_all_nan_data():
     nan = bars_from("A", PRICES).with_columns(*(pl.lit(float("nan")).alias(c) for c in ("open", "high", "low", "close")))
     with pytest.raises(DataValidationError):
         run(nan)
+
+
+def test_gappy_multi_asset_data_carries_the_last_close():
+    """A bar one symbol lacks is flat at its last close with no volume; nothing fills on it."""
+    a = bars_from("A", PRICES)
+    b = bars_from("B", [20 + p for p in PRICES]).filter(pl.col("ts") != T0 + dt.timedelta(days=2))
+    res = run(pl.concat([a, b]), params={"entries": [1], "exits": [4]}, sizing={"method": "equal_weight"})
+    assert res.equity.height == len(PRICES)
+    t = dict(zip(res.trades["symbol"], res.trades["entry_price"]))
+    assert t["A"] == 11.0
+    assert t["B"] == 32.0  # B has no bar 2: the order waits for its next real bar's open (bar 3)
+    # a symbol whose data starts later moves the start of the whole backtest
+    late = bars_from("C", PRICES).filter(pl.col("ts") >= T0 + dt.timedelta(days=3))
+    res = run(pl.concat([a, late]), params={"entries": [4]})
+    assert res.equity["ts"][0] == T0 + dt.timedelta(days=3)

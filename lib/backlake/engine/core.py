@@ -3,8 +3,8 @@ trades, equity, metrics. Pure: no lake, no Prefect.
 
 Multi-asset alignment: the backtest runs on the union of the universe's timestamps from the
 first bar at which every symbol has data; a symbol missing a bar inside that range is
-carried forward at its last close (open = high = low = close, volume 0), so nothing trades
-on a price it never had.
+carried forward at its last close (open = high = low = close, volume 0) for valuation, and
+nothing fills on such a bar: orders wait for the symbol's next real bar.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Prepared:
     ts: pl.Series  # Datetime("us", "UTC")
     symbols: list[str]
     periods_per_year: float
-
+    tradable: np.ndarray  # (n_bars, n_assets) bool: a real bar; (1, 1) True when all are
     @property
     def n_bars(self) -> int:
         return self.ts.len()
@@ -105,8 +105,9 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
         frame = select_bars(cfg, bars, symbols[0])
         ts = frame["ts"]
         stack = {c: frame[c].to_numpy().astype(np.float64)[:, None] for c in fields}
+        tradable = np.ones((1, 1), dtype=np.bool_)
     else:
-        ts, stack = _stack_universe(cfg, bars, symbols)
+        ts, stack, tradable = _stack_universe(cfg, bars, symbols)
     if ts.len() < 2:
         raise ConfigError(
             f"only {ts.len()} bar(s) between start={cfg.start} and end={cfg.end}: a backtest needs at least 2"
@@ -116,7 +117,8 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
         **stack, "ts": ts.dt.replace_time_zone(None).to_numpy(),  # type: ignore[typeddict-item]
         "symbols": symbols, "timeframe": cfg.timeframe,
     }
-    return Prepared(data=data, ts=ts, symbols=symbols, periods_per_year=periods_per_year(cfg.timeframe, cal))
+    return Prepared(data=data, ts=ts, symbols=symbols, periods_per_year=periods_per_year(cfg.timeframe, cal),
+                    tradable=tradable)
 
 
 def _date_filter(cfg: BacktestConfig) -> pl.Expr:
@@ -150,7 +152,9 @@ def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]):
     return wanted["ts"].head(n), rows, cols
 
 
-def _stack_universe(cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str]) -> tuple[pl.Series, dict]:
+def _stack_universe(
+    cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str]
+) -> tuple[pl.Series, dict, np.ndarray]:
     """Validate and align many symbols in a few vectorised passes (see the module docstring)."""
     cond = pl.col("symbol").is_in(symbols) & _date_filter(cfg)
     if "timeframe" in bars.columns:
@@ -203,7 +207,8 @@ def _stack_universe(cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str])
         for c in ("open", "high", "low"):
             stack[c] = np.where(have, stack[c], close)
         stack["volume"] = np.where(have, stack["volume"], 0.0)
-    return ts, stack
+        return ts, stack, have
+    return ts, stack, np.ones((1, 1), dtype=np.bool_)
 
 
 _DIRECTIONS = {"long_only": nb.DIR_LONG_ONLY, "short_only": nb.DIR_SHORT_ONLY, "long_short": nb.DIR_LONG_SHORT}
@@ -296,7 +301,8 @@ def run_backtest(cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date 
     exits = np.asarray(sig.exits, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
     weights = np.asarray(sig.weights, dtype=np.float64) if use_w else np.full((1, m), np.nan)
     equity, cash, position, trade_rec = nb.simulate_nb(
-        d["open"], d["high"], d["low"], d["close"], d["volume"], entries, exits, weights, use_w, sigma, adv, opts,
+        d["open"], d["high"], d["low"], d["close"], d["volume"], entries, exits, weights, use_w, sigma, adv,
+        prep.tradable, opts,
     )
     return _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start)
 

@@ -136,9 +136,13 @@ def _grow(trades: np.ndarray, n: int) -> np.ndarray:
 def simulate_nb(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
     entries: np.ndarray, exits: np.ndarray, weights: np.ndarray, use_weights: bool,
-    sigma: np.ndarray, adv: np.ndarray, o: SimOptions,
+    sigma: np.ndarray, adv: np.ndarray, tradable: np.ndarray, o: SimOptions,
 ):
     """Simulate; see the module docstring. Arrays are ``(n_bars, n_assets)``.
+
+    ``tradable[i, j]`` is False where asset j has no real bar i (a carried-forward price):
+    nothing fills there; pending orders wait for the asset's next real bar. A ``(1, 1)``
+    array means every bar is tradable.
 
     Returns ``(equity, cash, position, trades)``: equity and cash per bar, position (units,
     signed) per bar and asset, and the trade records (``N_TRADE_COLS`` columns, see T_*).
@@ -172,6 +176,7 @@ def simulate_nb(
     pend_reason = np.zeros(m, dtype=np.int64)
     pend_weights_row = -1
     fee_buf = np.zeros(N_FEES)
+    all_tradable = tradable.shape[0] == 1
 
     for i in range(n):
         # ---- 1. fills at this bar's open ---------------------------------------------------
@@ -181,7 +186,7 @@ def simulate_nb(
                 pend_weights_row = -1
             for phase in range(2):
                 for j in range(m):
-                    if pend_side[j] == NO_PENDING:
+                    if pend_side[j] == NO_PENDING or not (all_tradable or tradable[i, j]):
                         continue
                     cash, n_trades, trades = _execute(
                         i, j, phase, open_[i, j], pend_sig_idx[j], pend_reason[j], cash, pos, open_[i],
@@ -192,7 +197,7 @@ def simulate_nb(
         # ---- 2. stops / targets during the bar --------------------------------------------
         if o.stop_loss > 0 or o.take_profit > 0:
             for j in range(m):
-                if pos[j] == 0:
+                if pos[j] == 0 or not (all_tradable or tradable[i, j]):
                     continue
                 d = 1.0 if pos[j] > 0 else -1.0
                 entry = t_open_val[j] / t_open_qty[j]
@@ -264,7 +269,7 @@ def simulate_nb(
             if not o.fill_next_open:
                 for phase in range(2):
                     for j in range(m):
-                        if pend_side[j] == NO_PENDING:
+                        if pend_side[j] == NO_PENDING or not (all_tradable or tradable[i, j]):
                             continue
                         cash, n_trades, trades = _execute(
                             i, j, phase, close[i, j], i, pend_reason[j], cash, pos, close[i],

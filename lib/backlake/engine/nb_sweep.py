@@ -123,7 +123,8 @@ def perf_metrics_nb(equity, position, trades, t_us, ppy, initial_cash, out) -> N
 
 
 @njit(cache=True, parallel=True)
-def sweep_sma_nb(open_, high, low, close, volume, ma, fast_idx, slow_idx, sigma, adv, o: SimOptions, t_us, ppy):
+def sweep_sma_nb(open_, high, low, close, volume, ma, fast_idx, slow_idx, sigma, adv, tradable, o: SimOptions, t_us,
+                 ppy):
     """SMA crossover for every (fast, slow) pair: ``ma`` holds one column per distinct window
     (computed once); pair p uses columns ``fast_idx[p]`` and ``slow_idx[p]``. One asset."""
     n = close.shape[0]
@@ -140,14 +141,14 @@ def sweep_sma_nb(open_, high, low, close, volume, ma, fast_idx, slow_idx, sigma,
                 entries[i, 0] = True
             elif f[i - 1] > s[i - 1] and f[i] < s[i]:
                 exits[i, 0] = True
-        eq, _cash, pos, tr = simulate_nb(open_, high, low, close, volume, entries, exits, dummy_w, False, sigma, adv, o)
+        eq, _cash, pos, tr = simulate_nb(open_, high, low, close, volume, entries, exits, dummy_w, False, sigma, adv, tradable, o)
         perf_metrics_nb(eq, pos, tr, t_us, ppy, o.initial_cash, out[p])
     return out
 
 
 @njit(cache=True, parallel=True)
 def sweep_signals_nb(open_, high, low, close, volume, entries, exits, weights, use_weights, sigma, adv,
-                     o: SimOptions, t_us, ppy):
+                     tradable, o: SimOptions, t_us, ppy):
     """Any strategy: ``entries`` / ``exits`` / ``weights`` are ``(n_combos, n_bars, n_assets)``."""
     c = entries.shape[0] if not use_weights else weights.shape[0]
     out = np.full((c, N_METRICS), np.nan)
@@ -157,9 +158,9 @@ def sweep_signals_nb(open_, high, low, close, volume, entries, exits, weights, u
     for k in prange(c):
         if use_weights:
             eq, _cash, pos, tr = simulate_nb(open_, high, low, close, volume, no_events, no_events, weights[k],
-                                             True, sigma, adv, o)
+                                             True, sigma, adv, tradable, o)
         else:
             eq, _cash, pos, tr = simulate_nb(open_, high, low, close, volume, entries[k], exits[k], no_weights,
-                                             False, sigma, adv, o)
+                                             False, sigma, adv, tradable, o)
         perf_metrics_nb(eq, pos, tr, t_us, ppy, o.initial_cash, out[k])
     return out

@@ -124,7 +124,7 @@ def _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy) -> np.ndarray:
     fast_idx = np.array([col[c["fast"]] for c in combos], dtype=np.int64)
     slow_idx = np.array([col[c["slow"]] for c in combos], dtype=np.int64)
     opts = sim_options(cfg, ppy)
-    return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, opts, t_us, ppy)
+    return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, prep.tradable, opts, t_us, ppy)
 
 
 def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -> np.ndarray:
@@ -156,6 +156,6 @@ def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -
                     e = np.stack([np.asarray(sigs[k].entries, dtype=np.bool_) for k in idx])
                     x = np.stack([np.asarray(sigs[k].exits, dtype=np.bool_) for k in idx])
                     w = np.full((1, n, m), np.nan)
-                res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, opts, t_us, ppy)
+                res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, prep.tradable, opts, t_us, ppy)
                 out[[start + k for k in idx]] = res
     return out

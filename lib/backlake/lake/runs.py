@@ -34,7 +34,7 @@ from backlake.lake.store import Lake
 
 __all__ = [
     "PlannedRun", "RunOutcome", "plan_runs", "run_id_for", "record_events", "execute_run",
-    "commit_outcomes", "load_bars", "code_version",
+    "commit_outcomes", "load_bars", "code_version", "runs_row", "completed_runs",
 ]
 
 CHILD_TABLES = ("equity", "trades", "metrics")
@@ -221,18 +221,30 @@ def _child_frames(outcomes: Sequence[RunOutcome]) -> dict[str, pl.DataFrame]:
 
 
 def _runs_row(o: RunOutcome, user: str) -> dict:
-    cfg = o.planned.config
-    m = o.result.metrics if o.result is not None else {}
-    n_trades = m.get("n_trades")
+    return runs_row(
+        o.planned.run_id, o.planned.config, kind=o.planned.kind, parent_id=o.planned.parent_id,
+        metrics=o.result.metrics if o.result is not None else {}, data_versions=o.planned.data_versions,
+        started_at=o.started_at, finished_at=o.finished_at, status=o.status, error=o.error, user=user,
+    )
+
+
+def runs_row(
+    run_id: str, cfg: BacktestConfig, *, kind: str, metrics: dict, data_versions: dict, started_at: dt.datetime,
+    finished_at: dt.datetime, status: str, error: str | None, user: str, parent_id: str | None = None,
+    params: dict | None = None, config: dict | None = None,
+) -> dict:
+    """One ``runs`` row. ``params`` / ``config`` override the config's own (e.g. a sweep's
+    best parameters, and its config with the grid)."""
+    n_trades = metrics.get("n_trades")
     return {
-        "run_id": o.planned.run_id, "parent_id": o.planned.parent_id, "kind": o.planned.kind,
+        "run_id": run_id, "parent_id": parent_id, "kind": kind,
         "strategy": cfg.strategy, "symbols": ",".join(cfg.symbols), "timeframe": cfg.timeframe,
-        "params": json.dumps(cfg.params, sort_keys=True),
-        "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
-        "config_id": cfg.id, "data_versions": json.dumps(o.planned.data_versions, sort_keys=True),
-        "code_version": code_version(), "created_by": user, "created_at": o.started_at,
-        "finished_at": o.finished_at, "status": o.status, "error": o.error,
-        "total_return": m.get("total_return"), "cagr": m.get("cagr"), "sharpe": m.get("sharpe"),
-        "sortino": m.get("sortino"), "max_drawdown": m.get("max_drawdown"),
+        "params": json.dumps(cfg.params if params is None else params, sort_keys=True),
+        "config": json.dumps(cfg.model_dump(mode="json") if config is None else config, sort_keys=True),
+        "config_id": cfg.id, "data_versions": json.dumps(data_versions, sort_keys=True),
+        "code_version": code_version(), "created_by": user, "created_at": started_at,
+        "finished_at": finished_at, "status": status, "error": error,
+        "total_return": metrics.get("total_return"), "cagr": metrics.get("cagr"), "sharpe": metrics.get("sharpe"),
+        "sortino": metrics.get("sortino"), "max_drawdown": metrics.get("max_drawdown"),
         "n_trades": int(n_trades) if n_trades is not None else None,
     }

@@ -64,6 +64,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "trials": pa.schema([
         ("parent_id", pa.string()), ("trial", pa.int64()), ("params", pa.string()),
         ("objective", pa.float64()), ("is_score", pa.float64()), ("oos_score", pa.float64()),
+        # extras: overfitting (optimize) and headline metrics (sweeps), all metrics as JSON
+        ("overfit_score", pa.float64()), ("flagged", pa.bool_()),
+        ("total_return", pa.float64()), ("sharpe", pa.float64()), ("max_drawdown", pa.float64()),
+        ("n_trades", pa.int64()), ("metrics", pa.string()),
     ]),
     "windows": pa.schema([
         ("parent_id", pa.string()), ("window", pa.int64()),

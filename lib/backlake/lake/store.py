@@ -187,6 +187,24 @@ class Lake:
 
         return _retry(write, f"append to {table}")
 
+    def append_once(self, table: str, df: pl.DataFrame | pa.Table, app_id: str) -> bool:
+        """Append ``df`` in one commit unless a commit with application id ``app_id`` already
+        landed (then write nothing). Returns whether it wrote."""
+        data = self._conform(table, df)
+
+        def write() -> bool:
+            dt_ = self.ensure(table)
+            if dt_.transaction_version(app_id) is not None:
+                return False
+            props = CommitProperties(
+                max_commit_retries=MAX_COMMIT_RETRIES,
+                app_transactions=[Transaction(app_id=app_id, version=1, last_updated=int(time.time() * 1000))],
+            )
+            write_deltalake(dt_, data, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
+            return True
+
+        return _retry(write, f"append to {table}")
+
     def written_runs(self, table: str, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` ``table`` already holds (per its application transactions)."""
         dt_ = self.ensure(table)

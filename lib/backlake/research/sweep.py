@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from backlake.errors import BacktestError, ConfigError
 from backlake.strategies import get_strategy
 from backlake.strategies.indicators import indicator_cache, sma
 
-__all__ = ["sweep", "SweepReport", "expand_grid", "SWEEP_METRICS"]
+__all__ = ["sweep", "SweepReport", "expand_grid", "validate_combinations", "SWEEP_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,32 @@ def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple
     return combos, report
 
 
+def validate_combinations(cfg: BacktestConfig, combos: Sequence[Mapping[str, Any]]) -> tuple[list[dict], SweepReport]:
+    """Validate explicit parameter combinations; invalid ones are skipped and counted."""
+    model = get_strategy(cfg.strategy).params_model
+    if not combos:
+        raise ConfigError("no combinations given: pass at least one parameter dict")
+    valid: list[dict] = []
+    skipped: list[dict] = []
+    for c in combos:
+        for k in c:
+            if k not in model.model_fields:
+                raise ConfigError(unknown_name_message(f"parameter of {cfg.strategy}", k, model.model_fields))
+        params = {**cfg.params, **c}
+        try:
+            valid.append(model.model_validate(params).model_dump(mode="json"))
+        except ValidationError as e:
+            if len(skipped) < 5:
+                skipped.append({"params": params, "reason": e.errors()[0]["msg"].removeprefix("Value error, ")})
+    report = SweepReport(len(combos), len(valid), len(combos) - len(valid), skipped)
+    if not valid:
+        raise ConfigError(f"none of the {len(combos)} combinations passes {cfg.strategy}'s validation")
+    return valid, report
+
+
 def sweep(
     cfg: BacktestConfig,
-    grid: Mapping[str, Iterable[Any]],
+    grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]],
     bars: pl.DataFrame,
     *,
     chunk_size: int = 256,
@@ -90,11 +113,18 @@ def sweep(
 ) -> pl.DataFrame | tuple[pl.DataFrame, SweepReport]:
     """One row per valid combination: the swept parameters, then SWEEP_METRICS.
 
+    ``grid`` is parameter -> values (the cartesian product is swept), or an explicit list of
+    parameter dicts (one combination each; how the sweep flow hands a chunk to a task).
     ``chunk_size`` bounds memory for strategies without a dedicated path (signals of that many
     combinations are held at once). With ``return_report=True`` also returns the
     :class:`SweepReport` (how many combinations were skipped and why).
     """
-    combos, report = expand_grid(cfg, grid)
+    if isinstance(grid, Mapping):
+        combos, report = expand_grid(cfg, grid)
+        keys = list(grid)
+    else:
+        combos, report = validate_combinations(cfg, grid)
+        keys = list(dict.fromkeys(k for c in grid for k in c))
     if report.n_skipped:
         log.info("sweep: skipped %d of %d combinations that fail validation", report.n_skipped, report.n_combinations)
     prep = prepare(cfg, bars)
@@ -107,7 +137,6 @@ def sweep(
         metrics = _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy)
     else:
         metrics = _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size)
-    keys = list(grid)
     frame = pl.DataFrame({k: [c[k] for c in combos] for k in keys})
     stats = pl.DataFrame({name: metrics[:, j] for j, name in enumerate(SWEEP_METRICS)}).fill_nan(None)
     out = pl.concat([frame, stats], how="horizontal")

@@ -1,0 +1,89 @@
+"""Prefect flow ``sweep``: a parameter grid split into chunks fanned out as tasks (each one
+``backlake.sweep`` call), trials committed in a few batches, the parent run last."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from backlake.config import BacktestConfig
+from backlake.lake.runs import record_events
+from backlake.research.sweep_run import (
+    SweepPlan,
+    batches,
+    commit_trial_batch,
+    finish_sweep,
+    plan_sweep,
+    run_chunk,
+    summary,
+)
+from flows._common import open_lake
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
+def sweep_chunk_task(plan: SweepPlan, chunk: int, lake_uri: str | None):
+    """One chunk of combinations on the pinned bars (compute only)."""
+    return run_chunk(open_lake(lake_uri), plan, chunk)
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="commit-trials-{batch}")
+def commit_trials_task(plan: SweepPlan, batch: int, frames: list, lake_uri: str | None) -> bool:
+    """Write one batch of trials (idempotent: a retry after the commit landed writes nothing)."""
+    return commit_trial_batch(open_lake(lake_uri), plan, batch, frames)
+
+
+def _mark(status: str):
+    def hook(flow, flow_run, state) -> None:  # Prefect state hook: record why the sweep stopped
+        p = flow_run.parameters
+        try:
+            lake = open_lake(p.get("lake_uri"))
+            plan = plan_sweep(lake, BacktestConfig.model_validate(p["config"]), p["grid"],
+                              chunk_size=p.get("chunk_size", 500), objective=p.get("objective", "sharpe"))
+            record_events(lake, [plan.run_id], status, state.message or status)
+        except Exception:  # the hook must not mask the original state
+            pass
+
+    return hook
+
+
+@flow(name="sweep", on_cancellation=[_mark("cancelled")], on_crashed=[_mark("failed")])
+def sweep_flow(
+    config: dict[str, Any],
+    grid: dict[str, list],
+    chunk_size: int = 500,
+    objective: str = "sharpe",
+    lake_uri: str | None = None,
+) -> dict:
+    """Sweep ``grid`` over ``config`` into the lake; returns the best parameters and counts."""
+    log = get_run_logger()
+    cfg = BacktestConfig.model_validate(config)
+    lake = open_lake(lake_uri)
+    plan = plan_sweep(lake, cfg, grid, chunk_size=chunk_size, objective=objective)  # errors before any task
+    if plan.done:
+        log.info("sweep %s is already in the lake", plan.run_id)
+        from backlake.research.sweep_run import stored_summary
+
+        return stored_summary(lake, plan)
+    started = dt.datetime.now(dt.timezone.utc)
+    record_events(lake, [plan.run_id], "pending")
+    record_events(lake, [plan.run_id], "running")
+    log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
+             plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
+    futures = [sweep_chunk_task.submit(plan, k, lake_uri) for k in range(len(plan.chunks))]
+    frames: list = []
+    try:
+        for b, chunk_ids in enumerate(batches(len(plan.chunks))):
+            batch_frames = [futures[k].result() for k in chunk_ids]
+            commit_trials_task(plan, b, batch_frames, lake_uri)
+            frames.extend(batch_frames)
+            log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, len(plan.chunks))
+    except Exception as e:
+        record_events(lake, [plan.run_id], "failed", f"{type(e).__name__}: {e}")
+        raise
+    return finish_sweep(lake, plan, frames, started)
+
+
+__all__ = ["sweep_flow", "summary"]

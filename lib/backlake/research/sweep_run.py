@@ -1,0 +1,169 @@
+"""A sweep as a lake run: plan (pin the data, split the grid into chunks), compute chunks
+(each one ``backlake.sweep`` call, fanned out by the flow), commit the trials in a few
+batches, then the parent ``runs`` row last.
+
+- ``run_id`` = hash of the config id, the grid and the data versions: the same sweep on the
+  same data is the same run (a completed one is not recomputed).
+- trials are committed in at most ``max_batches`` commits, each recorded as a Delta
+  application transaction (``trials:<run_id>:<batch>``), so a retried or resumed sweep never
+  writes a batch twice;
+- the parent row (kind ``sweep``, params = the best combination, headline metrics of the best)
+  lands last: until then the sweep is not visible in ``runs``.
+
+Example::
+
+    plan = plan_sweep(lake, cfg, {"fast": [5, 10], "slow": [20, 50]})
+    frames = [run_chunk(lake, plan, k) for k in range(len(plan.chunks))]
+    summary = finish_sweep(lake, plan, frames, started_at)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from backlake._suggest import unknown_name_message
+from backlake.config import BacktestConfig, canonical_hash
+from backlake.errors import ConfigError
+from backlake.lake.runs import completed_runs, load_bars, record_events, runs_row
+from backlake.lake.store import Lake
+from backlake.research.sweep import SWEEP_METRICS, SweepReport, expand_grid, sweep
+
+__all__ = ["SweepPlan", "plan_sweep", "run_chunk", "commit_trial_batch", "finish_sweep", "batches", "heatmap",
+           "stored_summary", "summary",
+           "SWEEP_OBJECTIVES"]
+
+SWEEP_OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "cagr")
+_HIGHER_IS_BETTER = True
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    run_id: str
+    config: BacktestConfig
+    grid: dict[str, list]
+    combos: list[dict]
+    chunks: list[list[int]]  # indices into combos
+    data_versions: dict[str, int]
+    objective: str
+    report: SweepReport
+    done: bool = False
+    keys: list[str] = field(default_factory=list)
+
+
+def plan_sweep(
+    lake: Lake, cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]], *, chunk_size: int = 500,
+    objective: str = "sharpe",
+) -> SweepPlan:
+    """Validate everything and pin the data before any work starts."""
+    if objective not in SWEEP_OBJECTIVES:
+        raise ConfigError(unknown_name_message("objective", objective, SWEEP_OBJECTIVES))
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size} must be at least 1")
+    grid = {k: list(v) for k, v in grid.items()}
+    combos, report = expand_grid(cfg, grid)  # ConfigError when nothing is valid
+    versions = {"bars": lake.version("bars")}
+    run_id = canonical_hash({"kind": "sweep", "config_id": cfg.id, "grid": grid, "objective": objective,
+                             "data_versions": versions})
+    chunks = [list(range(i, min(i + chunk_size, len(combos)))) for i in range(0, len(combos), chunk_size)]
+    done = run_id in completed_runs(lake, [run_id])
+    return SweepPlan(run_id, cfg, grid, combos, chunks, versions, objective, report, done, list(grid))
+
+
+def batches(n_chunks: int, max_batches: int = 8) -> list[list[int]]:
+    """Chunk indices grouped into at most ``max_batches`` commits (deterministic)."""
+    per = max(1, math.ceil(n_chunks / max_batches))
+    return [list(range(i, min(i + per, n_chunks))) for i in range(0, n_chunks, per)]
+
+
+def run_chunk(lake: Lake, plan: SweepPlan, chunk: int, bars: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Compute one chunk (one ``backlake.sweep`` call) on the pinned bars; returns trial rows
+    without parent_id: trial, the swept params, and SWEEP_METRICS."""
+    if bars is None:
+        bars = load_bars(lake, plan.config, plan.data_versions["bars"])
+    idx = plan.chunks[chunk]
+    combos = [plan.combos[i] for i in idx]
+    df = sweep(plan.config, combos, bars)
+    return df.with_columns(pl.Series("trial", idx, dtype=pl.Int64))
+
+
+def trials_rows(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    df = pl.concat(frames, how="vertical_relaxed").sort("trial")
+    params = [json.dumps({k: r[k] for k in plan.combos[0]}, sort_keys=True) for r in
+              (plan.combos[t] for t in df["trial"].to_list())]
+    metrics = [json.dumps({m: r[m] for m in SWEEP_METRICS}, sort_keys=True) for r in df.iter_rows(named=True)]
+    return pl.DataFrame({
+        "parent_id": plan.run_id, "trial": df["trial"], "params": params,
+        "objective": df[plan.objective], "is_score": df[plan.objective], "oos_score": None,
+        "overfit_score": None, "flagged": None,
+        "total_return": df["total_return"], "sharpe": df["sharpe"], "max_drawdown": df["max_drawdown"],
+        "n_trades": df["n_trades"].cast(pl.Int64), "metrics": metrics,
+    }, schema_overrides={"oos_score": pl.Float64, "overfit_score": pl.Float64, "flagged": pl.Boolean})
+
+
+def commit_trial_batch(lake: Lake, plan: SweepPlan, batch: int, frames: Sequence[pl.DataFrame]) -> bool:
+    """Write one batch of trials once (idempotent on ``trials:<run_id>:<batch>``)."""
+    return lake.append_once("trials", trials_rows(plan, frames), f"trials:{plan.run_id}:{batch}")
+
+
+def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict:
+    df = pl.concat(frames, how="vertical_relaxed").filter(pl.col(plan.objective).is_not_null())
+    if df.is_empty():
+        return {}
+    return df.sort([plan.objective, "trial"], descending=[_HIGHER_IS_BETTER, False]).row(0, named=True)
+
+
+def finish_sweep(
+    lake: Lake, plan: SweepPlan, frames: Sequence[pl.DataFrame], started_at: dt.datetime, *, user: str | None = None,
+) -> dict:
+    """The parent ``runs`` row (last) and the completed event; returns the summary."""
+    best = best_trial(plan, frames)
+    best_params = {k: best[k] for k in plan.keys} if best else {}
+    params = {**plan.config.params, **best_params}
+    row = runs_row(
+        plan.run_id, plan.config, kind="sweep", metrics={m: best.get(m) for m in SWEEP_METRICS} if best else {},
+        data_versions=plan.data_versions, started_at=started_at, finished_at=_now(), status="completed",
+        error=None, user=user or lake.settings.user, params=params,
+        config={**plan.config.model_dump(mode="json"), "grid": plan.grid, "objective": plan.objective},
+    )
+    lake.upsert_runs(pl.DataFrame([row], infer_schema_length=None))
+    record_events(lake, [plan.run_id], "completed", attempt=f"sweep:{plan.run_id}")
+    return summary(plan, best)
+
+
+def summary(plan: SweepPlan, best: dict) -> dict:
+    return {
+        "run_id": plan.run_id, "n_combinations": plan.report.n_combinations, "n_valid": plan.report.n_valid,
+        "n_skipped": plan.report.n_skipped, "objective": plan.objective,
+        "best_params": {k: best[k] for k in plan.keys} if best else None,
+        "best": {m: best.get(m) for m in SWEEP_METRICS} if best else None,
+    }
+
+
+def heatmap(trials: pl.DataFrame, x: str, y: str, metric: str = "sharpe") -> pl.DataFrame:
+    """Trials (params JSON + metrics) pivoted to a y-by-x grid of ``metric`` (heatmap-ready)."""
+    params = trials["params"].str.json_decode()
+    df = trials.with_columns(params.struct.field(x).alias(x), params.struct.field(y).alias(y))
+    return df.pivot(on=x, index=y, values=metric, aggregate_function="first").sort(y)
+
+
+def stored_summary(lake: Lake, plan: SweepPlan) -> dict:
+    """The summary of a sweep already completed in the lake (from its trials)."""
+    trials = lake.read("trials", where={"parent_id": plan.run_id})
+    if trials.is_empty():
+        return summary(plan, {})
+    best = trials.filter(pl.col("objective").is_not_null()).sort(
+        ["objective", "trial"], descending=[True, False]).row(0, named=True)
+    params = json.loads(best["params"])
+    metrics = json.loads(best["metrics"])
+    return summary(plan, {**{k: params[k] for k in plan.keys}, **metrics})

@@ -1,5 +1,5 @@
-"""The ``backlake`` command line: demo, ingest, backtest, sql, lake status, dashboard, schema,
-strategies.
+"""The ``backlake`` command line: demo, ingest, backtest, sweep, regress, maintain, sql,
+lake status, dashboard, schema, strategies.
 
     backlake demo
     backlake ingest --source samples --symbols GOOG SP500
@@ -181,6 +181,71 @@ def runs_summary(run_ids: list[str]) -> str:
         return format_rows(cols, rel.fetchall())
 
 
+def _read_json(path: str, what: str):
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{what} file {path!r} does not exist")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+
+
+def _with_runner(flow_obj, args: argparse.Namespace):
+    from flows._common import task_runner
+
+    if getattr(args, "runner", "thread") == "thread":
+        return flow_obj
+    return flow_obj.with_options(task_runner=task_runner(args.runner, args.address, args.workers))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from backlake.config import BacktestConfig
+    from flows.sweep import sweep_flow
+
+    config = _read_json(args.config, "config")
+    grid = _read_json(args.grid, "grid")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{args.config} must hold one config object")
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{args.grid} must map parameter -> list of values, e.g. {{\"fast\": [5, 10]}}")
+    BacktestConfig.model_validate(config)
+    out = _with_runner(sweep_flow, args)(config, grid, chunk_size=args.chunk_size, objective=args.objective)
+    print(f"\nsweep {out['run_id']}: {out['n_valid']} combination(s), {out['n_skipped']} skipped as invalid")
+    if out["best_params"]:
+        best = out["best"]
+        print(f"best by {out['objective']}: {json.dumps(out['best_params'])}")
+        print(format_rows(list(best), [list(best.values())]))
+    print(
+        f"\ntrials:  backlake sql \"SELECT params, sharpe, total_return, max_drawdown FROM trials "
+        f"WHERE parent_id = '{out['run_id']}' ORDER BY sharpe DESC LIMIT 10\""
+    )
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from flows.regression import regression_flow
+
+    rows = regression_flow(args.goldens)
+    runs = sorted({r["run_id"] for r in rows})
+    print(f"{len(runs)} golden run(s), {len(rows)} metric(s): all within tolerance")
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from flows.maintenance import maintenance_flow
+
+    out = maintenance_flow(vacuum_retention_hours=args.retention_hours, failed_retention_days=args.failed_days,
+                           dry_run=args.dry_run)
+    if out["tables"]:
+        cols = list(dict.fromkeys(k for t in out["tables"] for k in t))
+        print(format_rows(cols, [[t.get(c) for c in cols] for t in out["tables"]]))
+    for note in out["notes"]:
+        print(note)
+    print(f"expired failed/cancelled runs: {out['deleted_runs']}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from backlake.config import config_json_schema
 
@@ -246,6 +311,30 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("backtest", help="run the config(s) in a JSON file through the backtest flow")
     s.add_argument("config", help="JSON file: one config object or a list")
     s.set_defaults(fn=cmd_backtest)
+
+    def runner_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--runner", choices=("thread", "dask"), default="thread",
+                        help="task runner: threads on this machine, or Dask (prefect-dask)")
+        sp.add_argument("--address", help="Dask scheduler address (default: start a local cluster)")
+        sp.add_argument("--workers", type=int, default=2, help="local Dask cluster size")
+
+    s = sub.add_parser("sweep", help="sweep a parameter grid through the sweep flow into the lake")
+    s.add_argument("config", help="JSON file with one backtest config")
+    s.add_argument("--grid", required=True, help="JSON file: parameter -> list of values")
+    s.add_argument("--chunk-size", type=int, default=500)
+    s.add_argument("--objective", default="sharpe")
+    runner_options(s)
+    s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("regress", help="replay golden runs at their pinned data; fail on drift")
+    s.add_argument("goldens", help='JSON file: [{"run_id": ..., "tolerances": {"sharpe": 1e-9}}]')
+    s.set_defaults(fn=cmd_regress)
+
+    s = sub.add_parser("maintain", help="compact, checkpoint, vacuum (pin-aware), expire old failed runs")
+    s.add_argument("--retention-hours", type=float, default=168.0)
+    s.add_argument("--failed-days", type=float, default=30.0)
+    s.add_argument("--dry-run", action="store_true")
+    s.set_defaults(fn=cmd_maintain)
 
     s = sub.add_parser("schema", help="print the JSON Schema of a backtest config")
     s.set_defaults(fn=cmd_schema)

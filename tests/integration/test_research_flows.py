@@ -95,3 +95,35 @@ def test_old_failed_runs_expire(prefect_harness, lake: Lake):
     report = maintain(lake, failed_retention_days=0, compact=False, checkpoint=False, vacuum_retention_hours=None)
     assert report.deleted_runs == 1
     assert lake.read("runs").height == 0 and lake.read("run_events").filter(pl.col("status") == "failed").height == 0
+
+
+def test_cli_sweep_and_regress(prefect_harness, lake: Lake, tmp_path, capsys):
+    from flows.cli import main as cli
+
+    (tmp_path / "cfg.json").write_text(json.dumps(CFG))
+    (tmp_path / "grid.json").write_text(json.dumps({"fast": [3, 5], "slow": [20, 40]}))
+    assert cli(["sweep", str(tmp_path / "cfg.json"), "--grid", str(tmp_path / "grid.json")]) == 0
+    out = capsys.readouterr().out
+    assert "4 combination(s), 0 skipped" in out and "best by sharpe" in out and "parent_id = '" in out
+    (tmp_path / "bad.json").write_text(json.dumps({"fats": [3]}))
+    assert cli(["sweep", str(tmp_path / "cfg.json"), "--grid", str(tmp_path / "bad.json")]) == 2
+    assert "did you mean 'fast'" in capsys.readouterr().err
+    run = backtest_flow([CFG])[0]["run_id"]
+    (tmp_path / "goldens.json").write_text(json.dumps([{"run_id": run}]))
+    assert cli(["regress", str(tmp_path / "goldens.json")]) == 0
+    assert "all within tolerance" in capsys.readouterr().out
+
+
+def test_dask_runner_gives_the_same_results_as_the_default(prefect_harness, local_settings, tmp_path):
+    from flows._common import task_runner
+
+    lakes = {}
+    for name in ("thread", "dask"):
+        uri = str(tmp_path / f"lake-{name}")
+        lk = Lake(Settings(lake_uri=uri))
+        ingest_bars(lk, synthetic_bars(("SYN0", "SYN1"), periods=500, seed=2))
+        flow_obj = sweep_flow if name == "thread" else sweep_flow.with_options(task_runner=task_runner("dask", n_workers=2))
+        out = flow_obj(CFG, GRID, chunk_size=4, lake_uri=uri)
+        lakes[name] = (out, lk.read("trials").drop("parent_id").sort("trial"))
+    assert lakes["thread"][0] == lakes["dask"][0]
+    assert lakes["thread"][1].equals(lakes["dask"][1])

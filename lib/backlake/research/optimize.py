@@ -1,0 +1,380 @@
+"""``optimize(cfg, space, bars)``: an Optuna search over strategy parameters, scored in-sample
+and out-of-sample, with the overfitting diagnostics of :mod:`backlake.research.overfitting`.
+
+The bars are split once at a timestamp (``oos_fraction`` of the bars, or ``oos_start``);
+every trial runs one backtest over all of them and reads its objective from the in-sample
+(``ts < split``) and out-of-sample segments (see ``run_backtest(oos_start=...)``). The
+sampler only ever sees the in-sample score.
+
+Fan-out: :func:`evaluate_trial` is one trial (picklable inputs, a small record out) and
+:func:`summarize_trials` the aggregate; :func:`optimize` runs them in an Optuna ask/tell
+loop on this process.
+
+Example::
+
+    res = optimize(cfg, {"fast": {"low": 5, "high": 50}, "slow": {"low": 20, "high": 200, "step": 10}},
+                   bars, objective="sharpe", n_trials=50, seed=0)
+    res.best_params, res.pbo, res.deflated_sharpe
+    res.trials_frame()   # -> the lake's ``trials`` rows (add parent_id)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import ValidationError
+
+from backlake._suggest import unknown_name_message
+from backlake.config import BacktestConfig
+from backlake.engine.core import prepare, run_backtest
+from backlake.errors import ConfigError
+from backlake.research.overfitting import (
+    PboResult,
+    deflated_sharpe_from_returns,
+    per_period_sharpe,
+    probability_of_backtest_overfitting,
+)
+from backlake.research.sweep import expand_grid
+from backlake.strategies import get_strategy
+
+__all__ = [
+    "OBJECTIVES", "SAMPLERS", "OVERFIT_FLAG", "TrialRecord", "StudyResult", "optimize", "evaluate_trial",
+    "summarize_trials", "split_timestamp", "check_objective",
+]
+
+#: Objectives (``compute_metrics`` names, all higher-is-better) a search can maximise.
+OBJECTIVES: tuple[str, ...] = ("sharpe", "calmar", "total_return", "sortino")
+SAMPLERS: tuple[str, ...] = ("tpe", "random", "grid")
+#: A trial is flagged when (IS - OOS) / |IS| exceeds this.
+OVERFIT_FLAG = 0.3
+_RANGE_KEYS = ("low", "high", "step", "log")
+
+TrialState = Literal["complete", "failed", "pruned"]
+
+
+class _UndefinedScore(Exception):
+    """A trial's in-sample objective is None (e.g. no trade): Optuna records it as failed."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One evaluated trial. ``params``: the searched parameters only. Scores are the objective
+    on the in-sample / out-of-sample segments (None when undefined). ``overfit_score``:
+    (IS - OOS) / |IS| (None when IS is 0 or None, or OOS is None); ``flagged``: above
+    :data:`OVERFIT_FLAG`. ``is_returns``: per-bar returns of the in-sample equity (n_is_bars - 1
+    values; kept for PBO). ``state``: ``complete``, ``failed`` (IS score None) or ``pruned``
+    (the strategy rejected the params; ``reason`` says why)."""
+
+    number: int
+    params: dict[str, Any]
+    state: TrialState
+    is_score: float | None = None
+    oos_score: float | None = None
+    overfit_score: float | None = None
+    flagged: bool = False
+    is_returns: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The outcome of :func:`optimize`.
+
+    ``trials``: the complete trials, in trial order; ``best``: the one with the highest IS
+    score (lowest number on ties), None if no trial completed; ``n_trials``: trials run
+    (pruned and failed included); ``pbo``: CSCV probability of backtest overfitting over the
+    complete trials' IS returns (None below 2 complete trials), details in ``pbo_detail``;
+    ``deflated_sharpe``: DSR of the best trial's IS returns given every complete trial's
+    per-period IS Sharpe (None when undefined); ``split``: the first out-of-sample bar (UTC).
+    """
+
+    objective: str
+    sampler: str
+    split: dt.datetime
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    n_trials: int
+    n_pruned: int
+    n_failed: int
+    pbo: float | None
+    pbo_detail: PboResult | None
+    deflated_sharpe: float | None
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        return None if self.best is None else dict(self.best.params)
+
+    def trials_frame(self) -> pl.DataFrame:
+        """The lake ``trials`` rows without ``parent_id``: trial, params (JSON), objective (the
+        IS score), is_score, oos_score, overfit_score, flagged."""
+        t = self.trials
+        return pl.DataFrame({
+            "trial": [r.number for r in t],
+            "params": [json.dumps(r.params, sort_keys=True) for r in t],
+            "objective": [r.is_score for r in t],
+            "is_score": [r.is_score for r in t],
+            "oos_score": [r.oos_score for r in t],
+            "overfit_score": [r.overfit_score for r in t],
+            "flagged": [r.flagged for r in t],
+        }, schema={"trial": pl.Int64, "params": pl.String, "objective": pl.Float64, "is_score": pl.Float64,
+                   "oos_score": pl.Float64, "overfit_score": pl.Float64, "flagged": pl.Boolean})
+
+
+def optimize(
+    cfg: BacktestConfig,
+    space: Mapping[str, Any],
+    bars: pl.DataFrame,
+    *,
+    objective: str = "sharpe",
+    n_trials: int | None = None,
+    sampler: str = "tpe",
+    oos_fraction: float | None = None,
+    oos_start: dt.date | dt.datetime | None = None,
+    seed: int = 0,
+    pbo_blocks: int = 16,
+) -> StudyResult:
+    """Search ``space`` for the parameters that maximise ``objective`` in-sample.
+
+    ``space``: parameter -> ``{"low": 5, "high": 50, "step": 5}`` (ints when low, high and step
+    are ints, else floats; ``"log": true`` for a log scale), ``{"choices": [...]}``, or a plain
+    list of values. With ``sampler="grid"`` every entry must be a list or ``choices``.
+    ``n_trials``: trials to run (default 50; for ``grid`` the grid size, and never more).
+    ``oos_fraction``: the last fraction of the bars held out (default 0.3), or ``oos_start``:
+    the first out-of-sample date (give one of the two). ``seed`` seeds the sampler.
+    ``pbo_blocks``: CSCV blocks for PBO (even; the IS period needs 2 bars per block).
+    Every bad argument raises ``ConfigError`` before any trial runs.
+
+    Example::
+
+        optimize(cfg, {"fast": [5, 10, 20], "slow": [50, 100]}, bars, sampler="grid").best_params
+    """
+    import optuna  # heavy import, only for searches
+
+    check_objective(objective)
+    if sampler not in SAMPLERS:
+        raise ConfigError("sampler: " + unknown_name_message("sampler", str(sampler), SAMPLERS))
+    dists = _parse_space(cfg, space, grid=sampler == "grid")
+    if sampler == "grid":
+        expand_grid(cfg, dists)  # raises when no combination passes the strategy's validation
+        size = math.prod(len(v) for v in dists.values())
+        n_trials = size if n_trials is None else _check_count("n_trials", n_trials, "e.g. 50")
+        n_trials = min(n_trials, size)
+    else:
+        n_trials = 50 if n_trials is None else _check_count("n_trials", n_trials, "e.g. 50")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} must be a whole number, e.g. 0")
+    split, n_is = _split(cfg, bars, oos_fraction, oos_start)
+    if not isinstance(pbo_blocks, int) or pbo_blocks % 2 or pbo_blocks < 2 or n_is - 1 < 2 * pbo_blocks:
+        raise ConfigError(
+            f"pbo_blocks={pbo_blocks!r} must be even, >= 2 and at most half the in-sample returns "
+            f"({n_is - 1} before the split): use e.g. {max(2, min(16, (n_is - 1) // 4 * 2))}"
+        )
+
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda: optuna.samplers.GridSampler(dists, seed=seed),
+    }
+    records: list[TrialRecord] = []
+
+    def run_trial(trial) -> float:
+        params = {name: _suggest(trial, name, d) for name, d in dists.items()}
+        rec = evaluate_trial(cfg, params, bars, split=split, objective=objective, number=trial.number)
+        records.append(rec)
+        if rec.state == "pruned":
+            raise optuna.TrialPruned(rec.reason)
+        if rec.state == "failed":
+            raise _UndefinedScore(f"IS {objective} is undefined")
+        return rec.is_score  # type: ignore[return-value]
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed/pruned trials are counted, not logged
+    try:
+        study = optuna.create_study(direction="maximize", sampler=samplers[sampler]())
+        study.optimize(run_trial, n_trials=n_trials, catch=(_UndefinedScore,))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return summarize_trials(records, objective=objective, sampler=sampler, split=split, pbo_blocks=pbo_blocks)
+
+
+def evaluate_trial(
+    cfg: BacktestConfig,
+    params: Mapping[str, Any],
+    bars: pl.DataFrame,
+    *,
+    split: dt.datetime,
+    objective: str = "sharpe",
+    number: int = 0,
+) -> TrialRecord:
+    """One trial: ``cfg`` with ``params`` over ``bars``, scored before and from ``split``.
+
+    Params the strategy rejects give a ``pruned`` record (not an error); an undefined IS score
+    a ``failed`` one. Example::
+
+        evaluate_trial(cfg, {"fast": 10, "slow": 50}, bars, split=split_timestamp(cfg, bars)).oos_score
+    """
+    check_objective(objective)
+    model = get_strategy(cfg.strategy).params_model
+    params = dict(params)
+    try:
+        full = model.model_validate({**cfg.params, **params}).model_dump(mode="json")
+    except ValidationError as e:
+        reason = e.errors()[0]["msg"].removeprefix("Value error, ")
+        return TrialRecord(number, params, "pruned", reason=reason)
+    res = run_backtest(cfg.model_copy(update={"params": full}), bars, oos_start=split)
+    is_score, oos_score = res.segments["is"][objective], res.segments["oos"][objective]
+    eq = res.equity
+    k = int((eq["ts"] < split).sum())
+    is_returns = eq["ret"].to_numpy()[1:k].copy()
+    overfit = None
+    if is_score and oos_score is not None:
+        overfit = (is_score - oos_score) / abs(is_score)
+    return TrialRecord(
+        number, params, "complete" if is_score is not None else "failed", is_score, oos_score, overfit,
+        overfit is not None and overfit > OVERFIT_FLAG, is_returns,
+    )
+
+
+def summarize_trials(
+    records: Sequence[TrialRecord], *, objective: str, sampler: str, split: dt.datetime, pbo_blocks: int = 16
+) -> StudyResult:
+    """Aggregate trial records (from any number of workers) into a :class:`StudyResult`."""
+    records = sorted(records, key=lambda r: r.number)
+    done = [r for r in records if r.state == "complete"]
+    best = max(done, key=lambda r: r.is_score, default=None)  # max() keeps the first on ties
+    pbo = dsr = None
+    if len(done) >= 2:
+        pbo = probability_of_backtest_overfitting(np.column_stack([r.is_returns for r in done]), pbo_blocks)
+    if best is not None:
+        sharpes = np.array([per_period_sharpe(r.is_returns) or 0.0 for r in done])
+        if per_period_sharpe(best.is_returns) is not None:
+            dsr = deflated_sharpe_from_returns(best.is_returns, sharpes)
+    return StudyResult(
+        objective=objective, sampler=sampler, split=split, trials=done, best=best, n_trials=len(records),
+        n_pruned=sum(r.state == "pruned" for r in records), n_failed=sum(r.state == "failed" for r in records),
+        pbo=None if pbo is None else pbo.pbo, pbo_detail=pbo, deflated_sharpe=dsr,
+    )
+
+
+def split_timestamp(
+    cfg: BacktestConfig, bars: pl.DataFrame, *, oos_fraction: float | None = None,
+    oos_start: dt.date | dt.datetime | None = None,
+) -> dt.datetime:
+    """The first out-of-sample bar's timestamp (UTC) of ``cfg`` on ``bars``: the bar at
+    ``floor(n_bars * (1 - oos_fraction))`` (default fraction 0.3), or the first bar at or after
+    ``oos_start`` (a date means its midnight UTC). Both sides need at least 2 bars."""
+    return _split(cfg, bars, oos_fraction, oos_start)[0]
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ConfigError("objective: " + unknown_name_message("objective", str(objective), OBJECTIVES))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _split(cfg, bars, oos_fraction, oos_start) -> tuple[dt.datetime, int]:
+    """(first OOS timestamp, number of IS bars)."""
+    if oos_fraction is not None and oos_start is not None:
+        raise ConfigError(f"give oos_fraction ({oos_fraction}) or oos_start ({oos_start}), not both")
+    ts = prepare(cfg, bars).ts
+    n = ts.len()
+    if oos_start is None:
+        frac = 0.3 if oos_fraction is None else oos_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ConfigError(f"oos_fraction={oos_fraction!r} must be strictly between 0 and 1, e.g. 0.3")
+        k = int(n * (1 - frac))
+    else:
+        if isinstance(oos_start, dt.datetime):
+            cut = oos_start if oos_start.tzinfo else oos_start.replace(tzinfo=dt.timezone.utc)
+        elif isinstance(oos_start, dt.date):
+            cut = dt.datetime.combine(oos_start, dt.time(), dt.timezone.utc)
+        else:
+            raise ConfigError(f"oos_start={oos_start!r} must be a date or datetime, e.g. date(2020, 1, 1)")
+        k = int((ts < cut).sum())
+    if k < 2 or n - k < 2:
+        raise ConfigError(
+            f"the split leaves {k} in-sample and {n - k} out-of-sample bar(s) of {n} "
+            f"({ts[0]:%Y-%m-%d} to {ts[-1]:%Y-%m-%d}): each side needs at least 2; move oos_start/oos_fraction"
+        )
+    return ts[k], k
+
+
+def _parse_space(cfg: BacktestConfig, space: Mapping[str, Any], *, grid: bool) -> dict[str, Any]:
+    """parameter -> list of values (choices) or a dict of range arguments."""
+    model = get_strategy(cfg.strategy).params_model
+    if not isinstance(space, Mapping) or not space:
+        raise ConfigError('space is empty: give parameter -> {"low": .., "high": ..} or a list, e.g. {"fast": [5, 10]}')
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name not in model.model_fields:
+            raise ConfigError("space: " + unknown_name_message(f"parameter of {cfg.strategy}", str(name), model.model_fields))
+        if isinstance(spec, Mapping) and "choices" in spec:
+            extra = set(spec) - {"choices"}
+            if extra:
+                raise ConfigError(f"space[{name!r}]: 'choices' cannot be combined with {sorted(extra)}")
+            spec = spec["choices"]
+        if isinstance(spec, (list, tuple, range)):
+            values = list(spec)
+            if not values or any(v is not None and not isinstance(v, (bool, int, float, str)) for v in values):
+                raise ConfigError(f"space[{name!r}]={spec!r}: list at least one value (numbers, strings, booleans)")
+            out[name] = values
+        elif isinstance(spec, Mapping):
+            if grid:
+                raise ConfigError(
+                    f"space[{name!r}]={dict(spec)!r}: sampler='grid' needs a list of values, "
+                    f"e.g. {{{name!r}: [5, 10, 20]}} (ranges work with 'tpe' or 'random')"
+                )
+            out[name] = _parse_range(name, spec)
+        else:
+            raise ConfigError(f"space[{name!r}]={spec!r}: give {{'low': .., 'high': ..}}, {{'choices': [..]}} or a list")
+    return out
+
+
+def _parse_range(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    for key in spec:
+        if key not in _RANGE_KEYS:
+            raise ConfigError(f"space[{name!r}]: " + unknown_name_message("key", str(key), (*_RANGE_KEYS, "choices")))
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(f"space[{name!r}]={dict(spec)!r} needs both 'low' and 'high', e.g. {{'low': 5, 'high': 50}}")
+    low, high, step, log = spec["low"], spec["high"], spec.get("step"), bool(spec.get("log", False))
+    nums = [v for v in (low, high, step) if v is not None]
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in nums):
+        raise ConfigError(f"space[{name!r}]={dict(spec)!r}: low, high and step must be finite numbers")
+    is_int = all(isinstance(v, int) for v in nums)
+    if low > high:
+        raise ConfigError(f"space[{name!r}]: low={low} is above high={high}: swap them")
+    if step is not None and step <= 0:
+        raise ConfigError(f"space[{name!r}]: step={step} must be > 0")
+    if log and low <= 0:
+        raise ConfigError(f"space[{name!r}]: a log scale needs low > 0 (got low={low})")
+    if log and step is not None and not (is_int and step == 1):
+        raise ConfigError(f"space[{name!r}]: 'log' cannot be combined with step={step}: drop one")
+    if is_int and step is not None and (high - low) % step:
+        raise ConfigError(
+            f"space[{name!r}]: high - low = {high - low} is not a multiple of step={step}: "
+            f"set high to {low + (high - low) // step * step}"
+        )
+    return {"int": is_int, "low": low, "high": high, "step": step, "log": log}
+
+
+def _suggest(trial, name: str, dist: Any) -> Any:
+    if isinstance(dist, list):
+        return trial.suggest_categorical(name, dist)
+    if dist["int"]:
+        return trial.suggest_int(name, dist["low"], dist["high"], step=dist["step"] or 1, log=dist["log"])
+    return trial.suggest_float(name, float(dist["low"]), float(dist["high"]), step=dist["step"], log=dist["log"])
+
+
+def _check_count(name: str, value: object, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= 1, {example}")
+    return value

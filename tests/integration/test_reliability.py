@@ -1,0 +1,483 @@
+"""Reliability of the lake's write protocol on a moto S3 server over HTTP: many concurrent
+writer processes, a task that fails after its commit landed and is retried, a flow process
+killed with SIGKILL in the middle of a sweep, and replaying a run against the data versions
+it recorded (Delta time travel)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from backlake.config import BacktestConfig
+from backlake.data.ingest import ingest_bars
+from backlake.data.synthetic import synthetic_bars
+from backlake.lake import Lake
+from backlake.lake.runs import (
+    PlannedRun,
+    commit_outcomes,
+    execute_run,
+    load_bars,
+    plan_runs,
+    record_events,
+)
+from backlake.research.sweep import sweep
+from backlake.research.sweep_run import batches, commit_trial_batch, finish_sweep, plan_sweep, run_chunk
+from backlake.settings import Settings
+from tests.conftest import REPO, make_bucket
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+SYMBOLS = ("SYN0", "SYN1", "SYN2", "SYN3")
+N_BARS = 300
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def ingest_synthetic(lake: Lake, symbols=SYMBOLS, periods: int = N_BARS, seed: int = 1, **kw) -> int:
+    """Synthetic daily bars into the lake; returns the new ``bars`` version."""
+    report = ingest_bars(lake, synthetic_bars(symbols, periods=periods, seed=seed, **kw))
+    assert report.rows_new == len(symbols) * periods
+    return report.bars_version
+
+
+def sma(symbol: str, fast: int, slow: int) -> dict:
+    return {"strategy": "sma_crossover", "params": {"fast": fast, "slow": slow}, "universe": [symbol]}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment (BACKLAKE_* and AWS_* included) for a child process, minus
+    any Prefect API of this process (a child flow starts its own temporary server)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_KEY")}
+    env.update({"PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGKILL the child's whole process group (it was started in its own session), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes still in process group ``pgid``."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError, OSError):
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.info["pid"]) == pgid:
+                out.append(p.info["pid"])
+    return out
+
+
+@contextlib.contextmanager
+def spawned(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """A child process in its own session (output to ``log``); always killed and reaped on exit."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not within {timeout}s")
+
+
+def same_value(a, b) -> bool:
+    """Exact equality, where None == None and NaN == NaN."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def metric_map(result) -> dict[tuple[str, str], float | None]:
+    """A result's metrics as commit_outcomes stores them: (segment, name) -> float or None."""
+    segments = result.segments or {"full": result.metrics}
+    return {(seg, name): None if v is None else float(v) for seg, vals in segments.items() for name, v in vals.items()}
+
+
+def assert_unique(df: pl.DataFrame, keys: list[str], table: str) -> None:
+    dup = df.group_by(keys).len().filter(pl.col("len") > 1)
+    assert dup.is_empty(), f"{table}: duplicated {keys}:\n{dup.head()}"
+
+
+# -- 1. concurrent writer processes ----------------------------------------------------------
+N_WRITERS = 8
+RUNS_PER_WRITER = 20
+
+WRITER = r"""
+import json, os, sys, time
+from pathlib import Path
+from backlake.config import BacktestConfig
+from backlake.lake import Lake
+from backlake.lake.runs import commit_outcomes, execute_run, plan_runs, record_events
+
+configs = [BacktestConfig.model_validate(c) for c in json.loads(sys.argv[1])]
+sync = Path(sys.argv[2])
+lake = Lake()
+(sync / f"ready-{os.getpid()}").touch()
+deadline = time.monotonic() + 120
+while not (sync / "go").exists():  # all writers start committing together
+    if time.monotonic() > deadline:
+        raise SystemExit("no go signal")
+    time.sleep(0.02)
+done = []
+for cfg in configs:  # the backtest flow's protocol, one run per commit
+    (planned,) = plan_runs(lake, [cfg])
+    assert not planned.done, planned
+    record_events(lake, [planned.run_id], "pending")
+    record_events(lake, [planned.run_id], "running")
+    outcome = execute_run(lake, planned)
+    if outcome.error:
+        raise SystemExit(outcome.error)
+    commit_outcomes(lake, [outcome])
+    done.append(planned.run_id)
+print("RUN_IDS " + json.dumps(done))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_concurrent_writer_processes_lose_and_duplicate_nothing(s3_settings: Settings, tmp_path: Path):
+    lake = Lake(s3_settings)
+    ingest_synthetic(lake)
+    lake.ensure_all()
+    # 160 distinct configs: 4 symbols x 5 fast x 8 slow, dealt round-robin to the writers
+    configs = [sma(s, f, sl) for s in SYMBOLS for f in (3, 5, 7, 9, 11) for sl in range(15, 55, 5)]
+    assert len({BacktestConfig.model_validate(c).id for c in configs}) == N_WRITERS * RUNS_PER_WRITER
+    # compile (and cache on disk) the engine here, so the writers start warm; nothing committed
+    warm = execute_run(lake, plan_runs(lake, [BacktestConfig.model_validate(configs[0])])[0])
+    assert warm.error is None and warm.result.equity.height == N_BARS
+
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        procs = []
+        for i in range(N_WRITERS):
+            mine = configs[i::N_WRITERS]
+            log = tmp_path / f"writer-{i}.log"
+            proc = stack.enter_context(
+                spawned([sys.executable, "-c", WRITER, json.dumps(mine), str(sync)], log, child_env())
+            )
+            procs.append((proc, log))
+        wait_until(lambda: len(list(sync.glob("ready-*"))) == N_WRITERS
+                   or any(p.poll() is not None for p, _ in procs), 90, "writers ready")
+        (sync / "go").touch()
+        written: list[str] = []
+        for proc, log in procs:
+            remaining = max(1.0, 200 - (time.monotonic() - started))
+            try:
+                rc = proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"writer {proc.pid} still running after 200s:\n{log.read_text()[-3000:]}")
+            out = log.read_text()
+            assert rc == 0, f"writer {proc.pid} exited {rc}:\n{out[-5000:]}"
+            line = next(ln for ln in out.splitlines() if ln.startswith("RUN_IDS "))
+            ids = json.loads(line.removeprefix("RUN_IDS "))
+            assert len(ids) == RUNS_PER_WRITER
+            written += ids
+    elapsed = time.monotonic() - started
+    assert len(set(written)) == len(written) == N_WRITERS * RUNS_PER_WRITER
+
+    runs = lake.read("runs")
+    assert runs.height == len(written), "a runs MERGE was lost or duplicated"
+    assert_unique(runs, ["run_id"], "runs")
+    assert set(runs["run_id"]) == set(written)
+    assert runs["status"].unique().to_list() == ["completed"]
+
+    equity = lake.read("equity", columns=["run_id", "ts"])
+    assert_unique(equity, ["run_id", "ts"], "equity")
+    per_run = equity.group_by("run_id").len()
+    assert per_run.height == len(written) and per_run["len"].unique().to_list() == [N_BARS]
+
+    trades = lake.read("trades", columns=["run_id", "trade_id"])
+    assert_unique(trades, ["run_id", "trade_id"], "trades")
+    n_trades = (runs.select("run_id", "n_trades")
+                .join(trades.group_by("run_id").len(), on="run_id", how="left")
+                .with_columns(pl.col("len").fill_null(0)))
+    assert (n_trades["n_trades"] == n_trades["len"]).all(), n_trades.filter(pl.col("n_trades") != pl.col("len"))
+
+    metrics = lake.read("metrics", columns=["run_id", "segment", "name"])
+    assert_unique(metrics, ["run_id", "segment", "name"], "metrics")
+    per_run = metrics.group_by("run_id").len()
+    assert per_run.height == len(written)
+    assert per_run["len"].unique().to_list() == [len(metric_map(warm.result))]
+
+    events = lake.read("run_events")
+    assert events.height == 3 * len(written)
+    assert_unique(events, ["run_id", "status"], "run_events")
+    statuses = events.sort("ts").group_by("run_id", maintain_order=True).agg(pl.col("status"))
+    assert statuses.height == len(written)
+    assert all(s == ["pending", "running", "completed"] for s in statuses["status"].to_list())
+    print(f"\n{len(written)} runs by {N_WRITERS} processes in {elapsed:.1f}s; "
+          f"versions: runs={lake.version('runs')} run_events={lake.version('run_events')} "
+          f"equity={lake.version('equity')}")
+
+
+# -- 2. a commit that lands, then its task fails and is retried --------------------------------
+def _bump(counter: Path) -> int:
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    return n + 1
+
+
+@task(cache_policy=NO_CACHE)
+def run_task(planned: PlannedRun, lake_uri: str):
+    return execute_run(Lake(Settings(lake_uri=lake_uri)), planned)
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
+def flaky_commit_task(outcomes: list, lake_uri: str, counter: str | None) -> None:
+    commit_outcomes(Lake(Settings(lake_uri=lake_uri)), outcomes)
+    if counter is not None and _bump(Path(counter)) == 1:
+        raise ConnectionError("lost the connection after the commit landed")
+
+
+@flow(name="reliability-backtest")
+def flaky_backtest_flow(configs: list[dict], lake_uri: str, counter: str | None = None) -> list[str]:
+    lake = Lake(Settings(lake_uri=lake_uri))
+    planned = plan_runs(lake, [BacktestConfig.model_validate(c) for c in configs])
+    ids = [p.run_id for p in planned]
+    record_events(lake, ids, "pending")
+    record_events(lake, ids, "running")
+    outcomes = [run_task(p, lake_uri) for p in planned]
+    flaky_commit_task(outcomes, lake_uri, counter)
+    return ids
+
+
+def lake_contents(lake: Lake) -> dict[str, pl.DataFrame]:
+    """Every run table, sorted, without the columns that differ between two attempts (times)."""
+    runs = lake.read("runs").drop("created_at", "finished_at").sort("run_id")
+    events = lake.read("run_events").drop("ts").sort("run_id", "status")
+    return {
+        "runs": runs,
+        "run_events": events,
+        "equity": lake.read("equity").sort("run_id", "ts"),
+        "trades": lake.read("trades").sort("run_id", "trade_id"),
+        "metrics": lake.read("metrics").sort("run_id", "segment", "name"),
+    }
+
+
+@pytest.mark.prefect
+@pytest.mark.timeout(300)
+def test_task_failing_after_its_commit_is_retried_without_duplicates(
+    prefect_harness, s3_settings: Settings, moto_endpoint: str, tmp_path: Path
+):
+    configs = [sma("SYN0", 5, 20), sma("SYN1", 10, 40), sma("SYN2", 3, 15),
+               sma("NOPE", 5, 20)]  # not ingested: a failed run, recorded as such
+    flaky = Lake(s3_settings)
+    bucket = f"clean-{os.urandom(5).hex()}"
+    make_bucket(moto_endpoint, bucket)
+    clean = Lake(Settings(lake_uri=f"s3://{bucket}/research"))
+    for lake in (flaky, clean):
+        ingest_synthetic(lake, SYMBOLS[:3])
+
+    counter = tmp_path / "attempts"
+    ids = flaky_backtest_flow(configs, flaky.settings.lake_uri, str(counter))
+    assert int(counter.read_text()) == 2, "the commit task should have run twice (failed once, then retried)"
+    assert flaky_backtest_flow(configs, clean.settings.lake_uri) == ids  # same data versions -> same run ids
+
+    got, want = lake_contents(flaky), lake_contents(clean)
+    assert want["runs"]["status"].to_list().count("failed") == 1
+    assert want["equity"].height == 3 * N_BARS
+    for table in got:
+        assert got[table].height == want[table].height, f"{table}: {got[table].height} rows, clean commit wrote {want[table].height}"
+        assert got[table].equals(want[table]), f"{table} differs from a single clean commit"
+    assert_unique(got["runs"], ["run_id"], "runs")
+    assert_unique(got["run_events"], ["run_id", "status"], "run_events")
+    assert_unique(got["trades"], ["run_id", "trade_id"], "trades")
+    assert_unique(got["metrics"], ["run_id", "segment", "name"], "metrics")
+
+    # the sweep case: a trial batch written twice lands once
+    cfg = BacktestConfig.model_validate(sma("SYN0", 5, 20))
+    plan = plan_sweep(flaky, cfg, {"fast": [3, 5, 8, 13], "slow": [15, 20, 30, 40]}, chunk_size=3)
+    frames = [run_chunk(flaky, plan, k) for k in range(len(plan.chunks))]
+    groups = batches(len(plan.chunks), max_batches=3)
+    assert len(groups) > 1
+    first = [frames[k] for k in groups[0]]
+    assert commit_trial_batch(flaky, plan, 0, first) is True
+    v = flaky.version("trials")
+    assert commit_trial_batch(flaky, plan, 0, first) is False
+    assert flaky.version("trials") == v  # no empty commit either
+    for b, group in enumerate(groups):
+        commit_trial_batch(flaky, plan, b, [frames[k] for k in group])
+    assert all(commit_trial_batch(flaky, plan, b, [frames[k] for k in g]) is False for b, g in enumerate(groups))
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc))
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc))  # a retried finish
+    trials = flaky.read("trials", where={"parent_id": plan.run_id})
+    assert trials.height == plan.report.n_valid
+    assert sorted(trials["trial"].to_list()) == list(range(plan.report.n_valid))
+    assert flaky.read("runs", where={"run_id": plan.run_id}).height == 1
+    assert flaky.read("run_events", where={"run_id": plan.run_id})["status"].to_list() == ["completed"]
+
+
+# -- 3. a flow process killed with SIGKILL mid-sweep --------------------------------------------
+SWEEP_CHILD = r"""
+import json, sys
+from flows.sweep import sweep_flow
+print("SUMMARY " + json.dumps(sweep_flow(**json.loads(sys.argv[1])), default=str))
+"""
+
+SWEEP_CFG = {"strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["SYN0"]}
+SWEEP_GRID = {"fast": list(range(2, 42)), "slow": list(range(10, 210, 5))}
+SWEEP_CHUNK = 12
+
+
+def sweep_best(cfg: BacktestConfig, grid: dict, bars: pl.DataFrame, objective: str = "sharpe") -> dict:
+    """The best combination of a compute-only sweep (ties: the first in grid order)."""
+    df = sweep(cfg, grid, bars).with_row_index("trial")
+    best = df.filter(pl.col(objective).is_not_null()).sort(
+        [objective, "trial"], descending=[True, False]).row(0, named=True)
+    return {k: best[k] for k in grid}
+
+
+@pytest.mark.prefect
+@pytest.mark.timeout(400)
+def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
+    prefect_harness, s3_settings: Settings, tmp_path: Path
+):
+    lake = Lake(s3_settings)
+    ingest_synthetic(lake, ("SYN0",), periods=1500, seed=3)
+    lake.ensure_all()
+    cfg = BacktestConfig.model_validate(SWEEP_CFG)
+    plan = plan_sweep(lake, cfg, SWEEP_GRID, chunk_size=SWEEP_CHUNK)
+    n_batches = len(batches(len(plan.chunks)))
+    assert n_batches == 8 and plan.report.n_valid > 1000
+    args = {"config": SWEEP_CFG, "grid": SWEEP_GRID, "chunk_size": SWEEP_CHUNK}
+
+    prefect_home = tmp_path / "prefect-home"
+    prefect_home.mkdir()
+    env = child_env(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+                    PREFECT_LOGGING_LEVEL="INFO")
+    log = tmp_path / "sweep-flow.log"
+    with spawned([sys.executable, "-c", SWEEP_CHILD, json.dumps(args)], log, env) as proc:
+        def committed() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"the sweep flow ended (rc={proc.returncode}) before it was killed:\n"
+                            f"{log.read_text()[-5000:]}")
+            return lake.version("trials") >= 1
+
+        try:
+            wait_until(committed, 180, "first trial batch committed", interval=0.05)
+        except TimeoutError:
+            pytest.fail(f"no trial batch committed within 180s:\n{log.read_text()[-5000:]}")
+        pgid = proc.pid
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=15)
+        assert proc.returncode == -signal.SIGKILL
+        # the temporary Prefect server it started went down with it
+        wait_until(lambda: not group_members(pgid), 15, "killed process group gone")
+
+    trials = lake.read("trials", where={"parent_id": plan.run_id})
+    assert 0 < trials.height < plan.report.n_valid, (
+        f"the kill should land mid-sweep: {trials.height} of {plan.report.n_valid} trials committed")
+    sizes = [sum(len(plan.chunks[k]) for k in group) for group in batches(len(plan.chunks))]
+    assert trials.height in {sum(sizes[:b]) for b in range(1, n_batches)}  # whole batches only
+    assert lake.read("runs", where={"run_id": plan.run_id}).is_empty(), "a killed sweep is visible in runs"
+    visible = (lake.read("runs").filter(pl.col("status") == "completed")
+               .join(lake.read("trials"), left_on="run_id", right_on="parent_id"))
+    assert visible.filter(pl.col("run_id") == plan.run_id).is_empty()
+    events = lake.read("run_events", where={"run_id": plan.run_id})["status"].to_list()
+    assert sorted(events) == ["pending", "running"]  # SIGKILL: no hook ran
+    killed_trials = trials
+
+    # rerun the same sweep (same data -> same run id): it completes, and the batch committed
+    # before the kill is not written again
+    from flows.sweep import sweep_flow
+
+    summary = sweep_flow(**args)
+    assert summary["run_id"] == plan.run_id
+    runs = lake.read("runs", where={"run_id": plan.run_id})
+    assert runs.height == 1 and runs["status"][0] == "completed" and runs["kind"][0] == "sweep"
+    trials = lake.read("trials", where={"parent_id": plan.run_id})
+    assert trials.height == plan.report.n_valid
+    assert_unique(trials, ["trial"], "trials")
+    assert sorted(trials["trial"].to_list()) == list(range(plan.report.n_valid))
+    assert sorted(trials["params"].to_list()) == sorted(
+        json.dumps({k: c[k] for k in plan.combos[0]}, sort_keys=True) for c in plan.combos)
+    # the trials written before the kill are still exactly the ones the rerun would write
+    before = killed_trials.sort("trial")
+    after = trials.filter(pl.col("trial").is_in(before["trial"].to_list())).sort("trial")
+    assert before.equals(after)
+
+    bars = load_bars(lake, cfg, plan.data_versions["bars"])
+    best = sweep_best(cfg, SWEEP_GRID, bars)
+    assert summary["best_params"] == best
+    assert json.loads(runs["params"][0]) == {**cfg.params, **best}
+    events = lake.read("run_events", where={"run_id": plan.run_id})["status"].to_list()
+    assert sorted(events) == ["completed", "pending", "pending", "running", "running"]
+
+
+# -- 4. replay against the recorded data versions ---------------------------------------------
+@pytest.mark.prefect
+@pytest.mark.timeout(300)
+def test_replay_pinned_to_recorded_versions_reproduces_metrics(prefect_harness, s3_settings: Settings):
+    from flows.backtest import backtest_flow
+
+    lake = Lake(s3_settings)
+    ingest_synthetic(lake, ("SYN0", "SYN1"), seed=5)
+    raw = {**sma("SYN0", 5, 20), "costs": {"commission_bps": 5}}
+    (out,) = backtest_flow(raw)
+    assert out["status"] == "completed"
+    rid = out["run_id"]
+    (stored,) = lake.read("runs", where={"run_id": rid}).to_dicts()
+    versions = json.loads(stored["data_versions"])
+    stored_metrics = lake.read("metrics", where={"run_id": rid})
+    stored_equity = lake.read("equity", where={"run_id": rid}).drop("run_id").sort("ts")
+    assert stored_equity.height == N_BARS and stored_metrics.height > 10
+
+    # new bars: SYN0 continues after its last bar, and one more symbol arrives
+    last = lake.read("bars", where={"symbol": "SYN0"}).sort("ts").row(-1, named=True)
+    more = synthetic_bars(("SYN0",), start=last["ts"] + dt.timedelta(days=1), periods=60, seed=6,
+                          start_price=last["close"])
+    assert ingest_bars(lake, more).rows_new == 60
+    ingest_synthetic(lake, ("SYN9",), seed=7)
+    assert lake.version("bars") > versions["bars"]
+
+    # replay: the stored config on the stored versions
+    cfg = BacktestConfig.model_validate(json.loads(stored["config"]))
+    assert cfg.id == stored["config_id"]
+    replay = execute_run(lake, PlannedRun(rid, cfg, versions))
+    assert replay.error is None
+    got = metric_map(replay.result)
+    want = {(r["segment"], r["name"]): r["value"] for r in stored_metrics.iter_rows(named=True)}
+    assert got.keys() == want.keys()
+    diff = {k: (want[k], got[k]) for k in want if not same_value(want[k], got[k])}
+    assert not diff, f"replayed metrics differ (stored, replayed): {diff}"
+    for name in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown"):
+        assert same_value(stored[name], replay.result.metrics.get(name)), name
+    assert replay.result.equity.select(stored_equity.columns).sort("ts").equals(stored_equity)
+
+    # the same config on the new data is a different run, and sees the new bars
+    (fresh,) = plan_runs(lake, [cfg])
+    assert fresh.run_id != rid and not fresh.done
+    assert fresh.data_versions == {"bars": lake.version("bars")}
+    assert execute_run(lake, fresh).result.equity.height == N_BARS + 60

@@ -126,7 +126,9 @@ def summarize(paths: pl.DataFrame, *, confidence: float = 0.95, ruin_drawdown: f
     _check_summary_args(confidence, ruin_drawdown)
     missing = [c for c in PATH_METRICS if c not in paths.columns]
     if missing or paths.is_empty():
-        raise ConfigError(f"paths needs rows with columns {list(PATH_METRICS)} (missing {missing}): pass simulate_paths' frame")
+        raise ConfigError(
+            f"paths needs rows with columns {list(PATH_METRICS)} (missing {missing}): pass simulate_paths' frame"
+        )
     q = ((1 - confidence) / 2, 0.5, (1 + confidence) / 2)
     ci = {}
     for name in PATH_METRICS:
@@ -180,7 +182,8 @@ def _path_maker(base: BacktestResult, bars: pl.DataFrame | None, method: str, bl
     cfg = base.config
     if method == "trade_bootstrap":
         trade_r, per_year = _trade_inputs(base)
-        return lambda rng, k: _compound(trade_r[rng.integers(0, trade_r.size, (k, trade_r.size))], cfg.initial_cash), per_year
+        n = trade_r.size
+        return lambda rng, k: _compound(trade_r[rng.integers(0, n, (k, n))], cfg.initial_cash), per_year
     ppy = periods_per_year(cfg.timeframe, calendar_of(cfg.symbols[0]))
     eq = base.equity["equity"].to_numpy()
     r = eq[1:] / eq[:-1] - 1.0
@@ -190,7 +193,9 @@ def _path_maker(base: BacktestResult, bars: pl.DataFrame | None, method: str, bl
         return lambda rng, k: _compound(rng.permuted(np.tile(r, (k, 1)), axis=1), eq[0]), ppy
     if method == "block_bootstrap":
         if block_size > r.size:
-            raise ConfigError(f"block_size={block_size} is longer than the {r.size} per-bar returns: use at most {r.size}")
+            raise ConfigError(
+                f"block_size={block_size} is longer than the {r.size} per-bar returns: use at most {r.size}"
+            )
         return lambda rng, k: _compound(r[_block_indices(r.size, block_size, k, rng)], eq[0]), ppy
     shifts = _entry_shifts(base, bars)  # random_entry
     return lambda rng, k: eq[None, :] - shifts(rng, k), ppy
@@ -229,7 +234,9 @@ def _trade_inputs(base: BacktestResult) -> tuple[np.ndarray, float]:
     """Closed trades' return_pct and closed trades per calendar year of the base period."""
     closed = base.trades.filter(pl.col("exit_reason") != "end_of_data")
     if closed.is_empty():
-        raise ConfigError("the base backtest has no closed trade: trade_bootstrap needs at least one (use another method)")
+        raise ConfigError(
+            "the base backtest has no closed trade: trade_bootstrap needs at least one (use another method)"
+        )
     ts = base.equity["ts"]
     years = (ts[-1] - ts[0]).total_seconds() * 1e6 / _US_PER_YEAR
     return closed["return_pct"].to_numpy(), closed.height / years if years > 0 else float(closed.height)

@@ -146,7 +146,7 @@ def optimize(
     are ints, else floats; ``"log": true`` for a log scale), ``{"choices": [...]}``, or a plain
     list of values. With ``sampler="grid"`` every entry must be a list or ``choices``.
     ``n_trials``: trials to run (default 50; for ``grid`` the grid size, and never more).
-    ``oos_fraction``: the last fraction of the bars held out (default 0.3), or ``oos_start``:
+    ``oos_fraction``: the share of the bars held out at the end (default 0.3), or ``oos_start``:
     the first out-of-sample date (give one of the two). ``seed`` seeds the sampler.
     ``pbo_blocks``: CSCV blocks for PBO (even; the IS period needs 2 bars per block).
     Every bad argument raises ``ConfigError`` before any trial runs.
@@ -177,11 +177,6 @@ def optimize(
             f"({n_is - 1} before the split): use e.g. {max(2, min(16, (n_is - 1) // 4 * 2))}"
         )
 
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "grid": lambda: optuna.samplers.GridSampler(dists, seed=seed),
-    }
     records: list[TrialRecord] = []
 
     def run_trial(trial) -> float:
@@ -197,7 +192,7 @@ def optimize(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed/pruned trials are counted, not logged
     try:
-        study = optuna.create_study(direction="maximize", sampler=samplers[sampler]())
+        study = optuna.create_study(direction="maximize", sampler=_sampler(optuna, sampler, dists, seed))
         study.optimize(run_trial, n_trials=n_trials, catch=(_UndefinedScore,))
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -255,7 +250,10 @@ def summarize_trials(
     if best is not None:
         sharpes = np.array([per_period_sharpe(r.is_returns) or 0.0 for r in done])
         if per_period_sharpe(best.is_returns) is not None:
-            dsr = deflated_sharpe_from_returns(best.is_returns, sharpes)
+            try:
+                dsr = deflated_sharpe_from_returns(best.is_returns, sharpes)
+            except ConfigError:  # moments so extreme the DSR's variance is not positive
+                dsr = None
     return StudyResult(
         objective=objective, sampler=sampler, split=split, trials=done, best=best, n_trials=len(records),
         n_pruned=sum(r.state == "pruned" for r in records), n_failed=sum(r.state == "failed" for r in records),
@@ -267,9 +265,9 @@ def split_timestamp(
     cfg: BacktestConfig, bars: pl.DataFrame, *, oos_fraction: float | None = None,
     oos_start: dt.date | dt.datetime | None = None,
 ) -> dt.datetime:
-    """The first out-of-sample bar's timestamp (UTC) of ``cfg`` on ``bars``: the bar at
-    ``floor(n_bars * (1 - oos_fraction))`` (default fraction 0.3), or the first bar at or after
-    ``oos_start`` (a date means its midnight UTC). Both sides need at least 2 bars."""
+    """The first out-of-sample bar's timestamp (UTC) of ``cfg`` on ``bars``: the last
+    ``round(n_bars * oos_fraction)`` bars are out-of-sample (default fraction 0.3), or those at
+    or after ``oos_start`` (a date means its midnight UTC). Both sides need at least 2 bars."""
     return _split(cfg, bars, oos_fraction, oos_start)[0]
 
 
@@ -291,7 +289,7 @@ def _split(cfg, bars, oos_fraction, oos_start) -> tuple[dt.datetime, int]:
         frac = 0.3 if oos_fraction is None else oos_fraction
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
             raise ConfigError(f"oos_fraction={oos_fraction!r} must be strictly between 0 and 1, e.g. 0.3")
-        k = int(n * (1 - frac))
+        k = n - round(n * frac)
     else:
         if isinstance(oos_start, dt.datetime):
             cut = oos_start if oos_start.tzinfo else oos_start.replace(tzinfo=dt.timezone.utc)
@@ -316,7 +314,8 @@ def _parse_space(cfg: BacktestConfig, space: Mapping[str, Any], *, grid: bool) -
     out: dict[str, Any] = {}
     for name, spec in space.items():
         if name not in model.model_fields:
-            raise ConfigError("space: " + unknown_name_message(f"parameter of {cfg.strategy}", str(name), model.model_fields))
+            hint = unknown_name_message(f"parameter of {cfg.strategy}", str(name), model.model_fields)
+            raise ConfigError("space: " + hint)
         if isinstance(spec, Mapping) and "choices" in spec:
             extra = set(spec) - {"choices"}
             if extra:
@@ -335,7 +334,9 @@ def _parse_space(cfg: BacktestConfig, space: Mapping[str, Any], *, grid: bool) -
                 )
             out[name] = _parse_range(name, spec)
         else:
-            raise ConfigError(f"space[{name!r}]={spec!r}: give {{'low': .., 'high': ..}}, {{'choices': [..]}} or a list")
+            raise ConfigError(
+                f"space[{name!r}]={spec!r}: give {{'low': .., 'high': ..}}, {{'choices': [..]}} or a list"
+            )
     return out
 
 
@@ -364,6 +365,14 @@ def _parse_range(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
             f"set high to {low + (high - low) // step * step}"
         )
     return {"int": is_int, "low": low, "high": high, "step": step, "log": log}
+
+
+def _sampler(optuna, name: str, dists: dict[str, Any], seed: int):
+    if name == "grid":
+        return optuna.samplers.GridSampler(dists, seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def _suggest(trial, name: str, dist: Any) -> Any:

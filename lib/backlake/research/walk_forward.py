@@ -162,7 +162,7 @@ def make_windows(
         bounds = _calendar_bounds(t, tr, te, st, mode)
         sizes = f"train={train!r} + test={test!r}"
     else:
-        tr, te, st = (_parse_bars(n, v) for n, v in (("train", train), ("test", test), ("step", step)))
+        tr, te, st = _parse_bars("train", train, 2), _parse_bars("test", test, 1), _parse_bars("step", step, 1)
         if st < te:
             raise ConfigError(f"step={st} is shorter than test={te} bars: test windows would overlap; use step >= {te}")
         bounds = _bar_bounds(t.size, tr, te, st, mode)
@@ -242,7 +242,9 @@ def stitch(results: Sequence[WindowResult], initial_cash: float) -> pl.DataFrame
     })
 
 
-def aggregate_windows(cfg: BacktestConfig, results: Sequence[WindowResult], *, objective: str = "sharpe") -> WalkForwardResult:
+def aggregate_windows(
+    cfg: BacktestConfig, results: Sequence[WindowResult], *, objective: str = "sharpe"
+) -> WalkForwardResult:
     """Stitch evaluated windows (from any number of workers) and measure the stitched curve
     with ``compute_metrics`` (annualised for cfg's timeframe and first symbol's calendar);
     trade statistics cover the trades entered in the test windows."""
@@ -337,9 +339,11 @@ def _parse_span(name: str, value: str) -> tuple[int, int]:
     return {"d": (0, n), "w": (0, 7 * n), "m": (n, 0), "y": (12 * n, 0)}[unit]
 
 
-def _parse_bars(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}={value!r} must be a bar count >= 1 (e.g. 252) or a calendar span such as '1y'")
+def _parse_bars(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(
+            f"{name}={value!r} must be a bar count >= {minimum} (e.g. 252) or a calendar span such as '1y'"
+        )
     return int(value)
 
 

@@ -1,5 +1,5 @@
-"""The ``backlake`` command line: demo, ingest, backtest, sweep, regress, maintain, sql,
-lake status, dashboard, schema, strategies.
+"""The ``backlake`` command line: demo, ingest, backtest, sweep, optimize, walk-forward,
+monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies.
 
     backlake demo
     backlake ingest --source samples --symbols GOOG SP500
@@ -223,6 +223,61 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_arg(path: str) -> dict:
+    from backlake.config import BacktestConfig
+
+    config = _read_json(path, "config")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold one config object")
+    BacktestConfig.model_validate(config)
+    return config
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from flows.research import optimize_flow
+
+    out = optimize_flow(_config_arg(args.config), _read_json(args.space, "space"), objective=args.objective,
+                        n_trials=args.trials, sampler=args.sampler, oos_fraction=args.oos_fraction, seed=args.seed)
+    print(f"\noptimize {out['run_id']}: best {json.dumps(out.get('best_params'))}")
+    keys = ("is_score", "oos_score", "pbo", "deflated_sharpe", "n_trials", "n_flagged")
+    print(format_rows(keys, [[out.get(k) for k in keys]]))
+    print(f"\ntrials:  backlake sql \"SELECT trial, params, is_score, oos_score, overfit_score, flagged FROM trials "
+          f"WHERE parent_id = '{out['run_id']}' ORDER BY is_score DESC\"")
+    return 0
+
+
+def cmd_walk_forward(args: argparse.Namespace) -> int:
+    from flows.research import walk_forward_flow
+
+    def span(v: str):
+        return int(v) if v.isdigit() else v
+
+    out = walk_forward_flow(_config_arg(args.config), _read_json(args.grid, "grid"), train=span(args.train),
+                            test=span(args.test), step=span(args.step) if args.step else None, mode=args.mode,
+                            objective=args.objective)
+    if out.get("windows"):
+        cols = ["window", "test_start", "test_end", "best_params", "is_sharpe", "oos_sharpe", "degradation"]
+        print(format_rows(cols, [[w.get(c) for c in cols] for w in out["windows"]]))
+    print(f"\nwalk-forward {out['run_id']}: stitched out-of-sample sharpe {out.get('oos_sharpe')}, "
+          f"total return {out.get('oos_total_return')}")
+    print(f"equity:  backlake sql \"SELECT ts, equity FROM equity WHERE run_id = '{out['run_id']}' ORDER BY ts\"")
+    return 0
+
+
+def cmd_monte_carlo(args: argparse.Namespace) -> int:
+    from flows.research import monte_carlo_flow
+
+    out = monte_carlo_flow(_config_arg(args.config), method=args.method, n_paths=args.paths, seeds=args.seeds,
+                           block_size=args.block_size, confidence=args.confidence, ruin_drawdown=args.ruin_drawdown)
+    if "ci" in out:
+        rows = [[m, *v] for m, v in out["ci"].items()]
+        print(format_rows(("metric", "low", "median", "high"), rows))
+        print(f"probability of a drawdown of {args.ruin_drawdown:.0%} or worse: {out['prob_ruin']:.2%} "
+              f"over {out['n_paths']} paths")
+    print(f"run: {out['run_id']}")
+    return 0
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from flows.regression import regression_flow
 
@@ -325,6 +380,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--objective", default="sharpe")
     runner_options(s)
     s.set_defaults(fn=cmd_sweep)
+
+    s = sub.add_parser("optimize", help="Optuna search with IS/OOS scores, overfitting, PBO and deflated Sharpe")
+    s.add_argument("config")
+    s.add_argument("--space", required=True, help='JSON file: {"fast": {"low": 5, "high": 50}, ...}')
+    s.add_argument("--objective", default="sharpe", help="sharpe, calmar, total_return or sortino")
+    s.add_argument("--trials", type=int, default=50)
+    s.add_argument("--sampler", default="tpe", help="tpe, random or grid")
+    s.add_argument("--oos-fraction", type=float, default=0.3)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_optimize)
+
+    s = sub.add_parser("walk-forward", help="rolling or anchored walk-forward optimisation")
+    s.add_argument("config")
+    s.add_argument("--grid", required=True)
+    s.add_argument("--train", required=True, help="bars (e.g. 1000) or a span: 4y, 18m, 26w, 90d")
+    s.add_argument("--test", required=True)
+    s.add_argument("--step")
+    s.add_argument("--mode", choices=("rolling", "anchored"), default="rolling")
+    s.add_argument("--objective", default="sharpe")
+    s.set_defaults(fn=cmd_walk_forward)
+
+    s = sub.add_parser("monte-carlo", help="resample a backtest: confidence intervals, probability of ruin")
+    s.add_argument("config")
+    s.add_argument("--method", default="trade_bootstrap",
+                   help="trade_bootstrap, return_shuffle, block_bootstrap or random_entry")
+    s.add_argument("--paths", type=int, default=1000, help="paths per seed")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    s.add_argument("--block-size", type=int, default=20)
+    s.add_argument("--confidence", type=float, default=0.95)
+    s.add_argument("--ruin-drawdown", type=float, default=0.5)
+    s.set_defaults(fn=cmd_monte_carlo)
 
     s = sub.add_parser("regress", help="replay golden runs at their pinned data; fail on drift")
     s.add_argument("goldens", help='JSON file: [{"run_id": ..., "tolerances": {"sharpe": 1e-9}}]')

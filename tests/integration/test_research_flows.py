@@ -127,3 +127,40 @@ def test_dask_runner_gives_the_same_results_as_the_default(prefect_harness, loca
         lakes[name] = (out, lk.read("trials").drop("parent_id").sort("trial"))
     assert lakes["thread"][0] == lakes["dask"][0]
     assert lakes["thread"][1].equals(lakes["dask"][1])
+
+
+def test_optimize_walk_forward_monte_carlo_flows(prefect_harness, lake: Lake, tmp_path, capsys):
+    from flows.cli import main as cli
+    from flows.research import monte_carlo_flow, optimize_flow, walk_forward_flow
+
+    opt = optimize_flow(CFG, {"fast": {"low": 3, "high": 15}, "slow": {"low": 20, "high": 60, "step": 10}},
+                        n_trials=8, seed=1)
+    assert opt["n_trials"] == 8 and 0 <= opt["pbo"] <= 1
+    trials = lake.read("trials", where={"parent_id": opt["run_id"]})
+    assert trials.height == 8 and trials["flagged"].dtype == pl.Boolean
+    wfr = walk_forward_flow(CFG, {"fast": [3, 8], "slow": [20, 40]}, train=200, test=100)
+    windows = lake.read("windows", where={"parent_id": wfr["run_id"]})
+    assert windows.height == len(wfr["windows"]) == 3
+    stitched = lake.read("equity", where={"run_id": wfr["run_id"]})
+    assert stitched.height == 300 and stitched["equity"][0] == 10_000
+    mcr = monte_carlo_flow(CFG, method="return_shuffle", n_paths=50, seeds=[0, 1])
+    assert mcr["n_paths"] == 100 and mcr["ci"]["total_return"][0] <= mcr["ci"]["total_return"][2]
+    kinds = lake.read("runs").sort("kind")["kind"].to_list()
+    assert kinds == ["monte_carlo", "optimize", "walk_forward"]
+    # rerunning a job on the same data is the same run: nothing new
+    before = lake.version("runs")
+    assert monte_carlo_flow(CFG, method="return_shuffle", n_paths=50, seeds=[0, 1])["status"] == "existing"
+    assert lake.version("runs") == before
+    # bad input: clear errors before any task
+    for call, msg in [
+        (lambda: optimize_flow(CFG, {"fast": {"low": 3, "high": 9}}, n_trials=0), "n_trials"),
+        (lambda: optimize_flow(CFG, {"fast": {"low": 3, "high": 9}}, objective="sharp"), "did you mean 'sharpe'"),
+        (lambda: walk_forward_flow(CFG, {"fast": [3]}, train=5000, test=100), "train"),
+        (lambda: monte_carlo_flow(CFG, seeds=[]), "seed"),
+        (lambda: monte_carlo_flow(CFG, method="bootstrap"), "unknown method"),
+    ]:
+        with pytest.raises(Exception, match=msg):
+            call()
+    (tmp_path / "cfg.json").write_text(json.dumps(CFG))
+    assert cli(["monte-carlo", str(tmp_path / "cfg.json"), "--paths", "20", "--seeds", "3"]) == 0
+    assert "probability of a drawdown" in capsys.readouterr().out

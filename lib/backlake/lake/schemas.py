@@ -80,6 +80,22 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 
+#: Columns every write must carry; the other columns of a table may be absent (written as null).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "bars": ("symbol", "ts", "timeframe", "open", "high", "low", "close", "volume"),
+    "runs": ("run_id", "kind", "status"),
+    "run_events": ("run_id", "status", "ts"),
+    "equity": ("run_id", "ts", "equity"),
+    "trades": ("run_id", "trade_id", "symbol"),
+    "metrics": ("run_id", "segment", "name", "value"),
+    "signals": ("run_id", "ts", "symbol"),
+    "weights": ("run_id", "ts", "symbol"),
+    "ic": ("run_id", "ts"),
+    "trials": ("parent_id", "trial", "params"),
+    "windows": ("parent_id", "window"),
+    "live_pnl": ("strategy", "date"),
+}
+
 #: Partition columns per table (others are unpartitioned).
 PARTITIONS: dict[str, list[str]] = {"bars": ["symbol"]}
 

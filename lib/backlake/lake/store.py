@@ -29,7 +29,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from backlake.errors import LakeConnectionError, LakeError
-from backlake.lake.schemas import PARTITIONS, SCHEMAS, TABLES
+from backlake.lake.schemas import PARTITIONS, REQUIRED, SCHEMAS, TABLES
 from backlake.settings import Settings, get_settings
 
 __all__ = ["Lake"]
@@ -235,9 +235,12 @@ class Lake:
     def _conform(self, table: str, df: pl.DataFrame | pa.Table) -> pa.Table:
         schema = SCHEMAS[_known(table)]
         tbl = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-        missing = [n for n in schema.names if n not in tbl.column_names]
+        missing = [n for n in REQUIRED[table] if n not in tbl.column_names]
         if missing:
             raise LakeError(f"rows for {table} lack column(s) {missing}; expected {schema.names}")
+        for f in schema:
+            if f.name not in tbl.column_names:
+                tbl = tbl.append_column(f.name, pa.nulls(tbl.num_rows, type=f.type))
         tbl = tbl.select(schema.names)
         try:
             return tbl.cast(schema)

@@ -1,5 +1,6 @@
-"""``backlake demo``: ingest the real samples, run SMA-crossover backtests through the flows,
-print a summary. Idempotent: a second run adds no runs and no bars."""
+"""``backlake demo``: ingest the real samples, run SMA-crossover backtests, a sweep and a
+walk-forward through the flows, print a summary. Idempotent: a second run adds no runs and
+no bars."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from prefect import flow
 from backlake.settings import get_settings
 from flows.backtest import backtest_flow
 from flows.ingest import ingest_flow
+from flows.research import walk_forward_flow
+from flows.sweep import sweep_flow
 
 DEMO_CONFIGS: list[dict] = [
     {
@@ -27,12 +30,19 @@ DEMO_CONFIGS: list[dict] = [
 ]
 
 
+SWEEP_GRID = {"fast": [5, 10, 15, 20, 30, 50], "slow": [30, 50, 100, 150, 200]}
+WALK_FORWARD = {"grid": {"fast": [10, 20, 50], "slow": [100, 200]}, "train": "4y", "test": "1y"}
+
+
 @flow(name="demo")
 def demo_flow() -> dict:
-    """Ingest the samples, then backtest the demo configs."""
+    """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500."""
     report = ingest_flow(source="samples")
     runs = backtest_flow(DEMO_CONFIGS)
-    return {"ingest": report, "runs": runs}
+    sweep = sweep_flow(DEMO_CONFIGS[1], SWEEP_GRID)
+    wf = walk_forward_flow(DEMO_CONFIGS[1], WALK_FORWARD["grid"], train=WALK_FORWARD["train"],
+                           test=WALK_FORWARD["test"])
+    return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf}
 
 
 def run_demo() -> int:
@@ -46,11 +56,21 @@ def run_demo() -> int:
     new = sum(r["status"] == "completed" for r in out["runs"])
     print(f"backtests: {len(out['runs'])} run(s), {new} new, {len(out['runs']) - new} already in the lake\n")
     print(runs_summary([r["run_id"] for r in out["runs"]]))
+    sw = out["sweep"]
+    print(f"\nsweep {sw['run_id']} on SP500: {sw['n_valid']} combinations; best by sharpe "
+          f"{sw['best_params']} (sharpe {sw['best']['sharpe']:.3f})" if sw.get("best") else "")
+    wf = out["walk_forward"]
+    if wf.get("windows"):
+        print(f"walk-forward {wf['run_id']} on SP500: {len(wf['windows'])} windows (train 4y, test 1y); "
+              f"stitched out-of-sample sharpe {wf['oos_sharpe']:.3f}")
+    else:
+        print(f"walk-forward {wf['run_id']}: already in the lake")
     print(
         "\nNext:\n"
         "  open the dashboards:  .venv/bin/backlake dashboard   then browse http://127.0.0.1:5006/app\n"
         "  query the lake:       .venv/bin/backlake sql \"SELECT run_id, strategy, symbols, sharpe FROM runs "
         "WHERE status = 'completed' ORDER BY sharpe DESC\"\n"
-        "  lake tables:          .venv/bin/backlake lake status"
+        "  lake tables:          .venv/bin/backlake lake status\n"
+        "  more research:        .venv/bin/backlake sweep | optimize | walk-forward | monte-carlo --help"
     )
     return 0

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from backlake.config import BacktestConfig
-from backlake.lake.runs import record_events
+from backlake.lake.runs import load_bars, record_events
 from backlake.research.sweep_run import (
     SweepPlan,
     batches,
@@ -24,9 +24,9 @@ from flows._common import open_lake
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
-def sweep_chunk_task(plan: SweepPlan, chunk: int, lake_uri: str | None):
+def sweep_chunk_task(plan: SweepPlan, chunk: int, bars, lake_uri: str | None):
     """One chunk of combinations on the pinned bars (compute only)."""
-    return run_chunk(open_lake(lake_uri), plan, chunk)
+    return run_chunk(open_lake(lake_uri), plan, chunk, bars)
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="commit-trials-{batch}")
@@ -72,7 +72,8 @@ def sweep_flow(
     record_events(lake, [plan.run_id], "running")
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
-    futures = [sweep_chunk_task.submit(plan, k, lake_uri) for k in range(len(plan.chunks))]
+    bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version
+    futures = [sweep_chunk_task.submit(plan, k, bars, lake_uri) for k in range(len(plan.chunks))]
     frames: list = []
     try:
         for b, chunk_ids in enumerate(batches(len(plan.chunks))):

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacktestError
@@ -47,7 +48,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     record_events(lake, ids, "running")
     futures = backtest_task.map(todo, unmapped(lake_uri))
     outcomes = [f.result() for f in futures]
-    commit_task(outcomes, lake_uri)
+    commit_task(quote(outcomes), lake_uri)
     by_id = {o.planned.run_id: o for o in outcomes}
     out = []
     for p in plan:

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.engine import run_backtest
@@ -63,7 +64,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
-    study = optimize_task(cfg, space, bars, objective, n_trials, sampler, oos_fraction, seed)
+    study = optimize_task(cfg, space, quote(bars), objective, n_trials, sampler, oos_fraction, seed)
     best = {**cfg.params, **(study.best_params or {})}
     full = run_backtest(cfg.model_copy(update={"params": best}), bars, oos_start=study.split)
     study_metrics = {"pbo": study.pbo, "deflated_sharpe": study.deflated_sharpe, "n_trials": float(study.n_trials),
@@ -106,7 +107,7 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
-    futures = [window_task.submit(cfg, grid, bars, w, objective) for w in windows]
+    futures = [window_task.submit(cfg, grid, quote(bars), w, objective) for w in windows]
     res = wf.aggregate_windows(cfg, [f.result() for f in futures], objective=objective)
     commit_research_run(
         lake, run_id=run_id, kind="walk_forward", cfg=cfg, request=request, data_versions=versions,
@@ -150,7 +151,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
     started = dt.datetime.now(dt.timezone.utc)
     base = run_backtest(cfg, bars)
     record_events(lake, [run_id], "running")
-    futures = [paths_task.submit(base, bars, method, n_paths, s, block_size) for s in seeds]
+    futures = [paths_task.submit(quote(base), quote(bars), method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat([f.result() for f in futures])
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)
     ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}

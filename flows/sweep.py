@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.lake.runs import load_bars, record_events
@@ -73,12 +74,13 @@ def sweep_flow(
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
     bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version
-    futures = [sweep_chunk_task.submit(plan, k, bars, lake_uri) for k in range(len(plan.chunks))]
+    # quote(): Prefect need not walk the plan (thousands of combinations) or frames for futures
+    futures = [sweep_chunk_task.submit(quote(plan), k, quote(bars), lake_uri) for k in range(len(plan.chunks))]
     frames: list = []
     try:
         for b, chunk_ids in enumerate(batches(len(plan.chunks))):
             batch_frames = [futures[k].result() for k in chunk_ids]
-            commit_trials_task(plan, b, batch_frames, lake_uri)
+            commit_trials_task(quote(plan), b, quote(batch_frames), lake_uri)
             frames.extend(batch_frames)
             log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, len(plan.chunks))
     except Exception as e:

@@ -132,11 +132,15 @@ def assert_unique(df: pl.DataFrame, keys: list[str], table: str) -> None:
 # -- 1. concurrent writer processes ----------------------------------------------------------
 N_WRITERS = 8
 RUNS_PER_WRITER = 20
+#: how long the writers may take in all; and how long a stopped writer may take to finish its run
+WRITERS_DEADLINE = 300
+STOP_GRACE = 120
 
 WRITER = r"""
 import json, os, sys, time
 from pathlib import Path
 from backlake.config import BacktestConfig
+from backlake.errors import LakeError
 from backlake.lake import Lake
 from backlake.lake.runs import commit_outcomes, execute_run, plan_runs, record_events
 
@@ -149,8 +153,10 @@ while not (sync / "go").exists():  # all writers start committing together
     if time.monotonic() > deadline:
         raise SystemExit("no go signal")
     time.sleep(0.02)
-done = []
 for cfg in configs:  # the backtest flow's protocol, one run per commit
+    if (sync / "stop").exists():
+        print("STOPPED", flush=True)
+        break
     (planned,) = plan_runs(lake, [cfg])
     assert not planned.done, planned
     record_events(lake, [planned.run_id], "pending")
@@ -158,65 +164,105 @@ for cfg in configs:  # the backtest flow's protocol, one run per commit
     outcome = execute_run(lake, planned)
     if outcome.error:
         raise SystemExit(outcome.error)
-    commit_outcomes(lake, [outcome])
-    done.append(planned.run_id)
-print("RUN_IDS " + json.dumps(done))
+    try:
+        commit_outcomes(lake, [outcome])
+    except LakeError as e:  # the commit is lost: report it, and stop like a crashed task would
+        print("LOST " + json.dumps({"run_id": planned.run_id, "error": str(e).splitlines()[0]}), flush=True)
+        break
+    print("DONE " + planned.run_id, flush=True)
 """
 
 
-@pytest.mark.timeout(300)
+class LostCommitRace(Exception):
+    """A writer's commit_outcomes gave up: Lake.upsert_runs lost the MERGE race on ``runs``
+    WRITE_ATTEMPTS (8) times in a row to the other writers' MERGEs."""
+
+
+def writer_reports(log: Path) -> tuple[list[str], list[dict]]:
+    done, lost = [], []
+    for line in log.read_text().splitlines():
+        if line.startswith("DONE "):
+            done.append(line.removeprefix("DONE "))
+        elif line.startswith("LOST "):
+            lost.append(json.loads(line.removeprefix("LOST ")))
+    return done, lost
+
+
+@pytest.mark.xfail(
+    strict=True, raises=LostCommitRace,
+    reason="BUG lib/backlake/lake/store.py Lake.upsert_runs: concurrent MERGEs into `runs` conflict with each "
+           "other (each reads the whole unpartitioned table; delta-rs: 'a concurrent transaction added new "
+           "data'), and _retry gives up after WRITE_ATTEMPTS=8 (~6 s of backoff): with 8 writer processes a "
+           "commit_outcomes raises LakeError 'merge into runs kept losing commit races', so the run is never "
+           "committed (DESIGN: concurrent writers never lose a commit)",
+)
+@pytest.mark.timeout(600)
 def test_concurrent_writer_processes_lose_and_duplicate_nothing(s3_settings: Settings, tmp_path: Path):
     lake = Lake(s3_settings)
     ingest_synthetic(lake)
     lake.ensure_all()
     # 160 distinct configs: 4 symbols x 5 fast x 8 slow, dealt round-robin to the writers
     configs = [sma(s, f, sl) for s in SYMBOLS for f in (3, 5, 7, 9, 11) for sl in range(15, 55, 5)]
-    assert len({BacktestConfig.model_validate(c).id for c in configs}) == N_WRITERS * RUNS_PER_WRITER
+    by_id = {}
+    for c in configs:
+        cfg = BacktestConfig.model_validate(c)
+        by_id[plan_runs(lake, [cfg])[0].run_id] = cfg
+    assert len(by_id) == N_WRITERS * RUNS_PER_WRITER
     # compile (and cache on disk) the engine here, so the writers start warm; nothing committed
     warm = execute_run(lake, plan_runs(lake, [BacktestConfig.model_validate(configs[0])])[0])
     assert warm.error is None and warm.result.equity.height == N_BARS
+    n_metrics = len(metric_map(warm.result))
 
     sync = tmp_path / "sync"
     sync.mkdir()
-    started = time.monotonic()
+    logs = [tmp_path / f"writer-{i}.log" for i in range(N_WRITERS)]
     with contextlib.ExitStack() as stack:
-        procs = []
-        for i in range(N_WRITERS):
-            mine = configs[i::N_WRITERS]
-            log = tmp_path / f"writer-{i}.log"
-            proc = stack.enter_context(
-                spawned([sys.executable, "-c", WRITER, json.dumps(mine), str(sync)], log, child_env())
-            )
-            procs.append((proc, log))
+        procs = [
+            stack.enter_context(spawned(
+                [sys.executable, "-c", WRITER, json.dumps(configs[i::N_WRITERS]), str(sync)], log, child_env()))
+            for i, log in enumerate(logs)
+        ]
         wait_until(lambda: len(list(sync.glob("ready-*"))) == N_WRITERS
-                   or any(p.poll() is not None for p, _ in procs), 90, "writers ready")
+                   or any(p.poll() is not None for p in procs), 90, "writers ready")
         (sync / "go").touch()
-        written: list[str] = []
-        for proc, log in procs:
-            remaining = max(1.0, 200 - (time.monotonic() - started))
-            try:
-                rc = proc.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"writer {proc.pid} still running after 200s:\n{log.read_text()[-3000:]}")
-            out = log.read_text()
-            assert rc == 0, f"writer {proc.pid} exited {rc}:\n{out[-5000:]}"
-            line = next(ln for ln in out.splitlines() if ln.startswith("RUN_IDS "))
-            ids = json.loads(line.removeprefix("RUN_IDS "))
-            assert len(ids) == RUNS_PER_WRITER
-            written += ids
-    elapsed = time.monotonic() - started
-    assert len(set(written)) == len(written) == N_WRITERS * RUNS_PER_WRITER
+        started = time.monotonic()
 
+        def finished_or_lost() -> bool:
+            return all(p.poll() is not None for p in procs) or any(writer_reports(log)[1] for log in logs)
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(finished_or_lost, WRITERS_DEADLINE, "writers done", interval=0.5)
+        # a lost commit (or the deadline): the others finish the run they are in, then stop
+        (sync / "stop").touch()
+        for p, log in zip(procs, logs):
+            try:
+                rc = p.wait(timeout=max(1.0, started + WRITERS_DEADLINE + STOP_GRACE - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"writer {p.pid} did not stop:\n{log.read_text()[-3000:]}")
+            assert rc == 0, f"writer {p.pid} exited {rc}:\n{log.read_text()[-5000:]}"
+    elapsed = time.monotonic() - started
+    done: list[str] = []
+    lost: list[dict] = []
+    for log in logs:
+        d, lo = writer_reports(log)
+        done += d
+        lost += lo
+    lost_ids = [x["run_id"] for x in lost]
+    print(f"\n{len(done)} runs committed by {N_WRITERS} processes in {elapsed:.1f}s, {len(lost)} lost; versions: "
+          f"runs={lake.version('runs')} run_events={lake.version('run_events')} equity={lake.version('equity')}")
+    assert len(set(done)) == len(done) and set(done) <= set(by_id) and not set(done) & set(lost_ids)
+
+    # what landed: every committed run exactly once, complete; a lost run invisible
     runs = lake.read("runs")
-    assert runs.height == len(written), "a runs MERGE was lost or duplicated"
     assert_unique(runs, ["run_id"], "runs")
-    assert set(runs["run_id"]) == set(written)
-    assert runs["status"].unique().to_list() == ["completed"]
+    assert sorted(runs["run_id"]) == sorted(done), "runs holds exactly the runs whose commit returned"
+    assert runs.is_empty() or runs["status"].unique().to_list() == ["completed"]
 
     equity = lake.read("equity", columns=["run_id", "ts"])
     assert_unique(equity, ["run_id", "ts"], "equity")
     per_run = equity.group_by("run_id").len()
-    assert per_run.height == len(written) and per_run["len"].unique().to_list() == [N_BARS]
+    assert set(per_run["run_id"]) >= set(done)
+    assert per_run["len"].unique().to_list() == [N_BARS]
 
     trades = lake.read("trades", columns=["run_id", "trade_id"])
     assert_unique(trades, ["run_id", "trade_id"], "trades")
@@ -228,18 +274,33 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(s3_settings: Set
     metrics = lake.read("metrics", columns=["run_id", "segment", "name"])
     assert_unique(metrics, ["run_id", "segment", "name"], "metrics")
     per_run = metrics.group_by("run_id").len()
-    assert per_run.height == len(written)
-    assert per_run["len"].unique().to_list() == [len(metric_map(warm.result))]
+    assert set(per_run["run_id"]) >= set(done) and per_run["len"].unique().to_list() == [n_metrics]
 
     events = lake.read("run_events")
-    assert events.height == 3 * len(written)
     assert_unique(events, ["run_id", "status"], "run_events")
-    statuses = events.sort("ts").group_by("run_id", maintain_order=True).agg(pl.col("status"))
-    assert statuses.height == len(written)
-    assert all(s == ["pending", "running", "completed"] for s in statuses["status"].to_list())
-    print(f"\n{len(written)} runs by {N_WRITERS} processes in {elapsed:.1f}s; "
-          f"versions: runs={lake.version('runs')} run_events={lake.version('run_events')} "
-          f"equity={lake.version('equity')}")
+    statuses = dict(events.sort("ts").group_by("run_id", maintain_order=True).agg(pl.col("status")).iter_rows())
+    assert all(statuses[r] == ["pending", "running", "completed"] for r in done)
+    assert all(statuses[r] == ["pending", "running"] for r in lost_ids)  # a lost run never completed
+
+    if len(done) < len(by_id) and not lost:
+        pytest.fail(f"only {len(done)} of {len(by_id)} runs committed in {WRITERS_DEADLINE}s and none was lost: "
+                    f"too slow")
+    if lost:
+        # the retry the backtest flow's commit task would make: the lost run lands once, nothing doubles
+        for r in lost_ids:
+            (again,) = plan_runs(lake, [by_id[r]])
+            assert again.run_id == r and not again.done
+            commit_outcomes(lake, [execute_run(lake, again)])
+        runs = lake.read("runs")
+        assert_unique(runs, ["run_id"], "runs")
+        assert set(runs["run_id"]) == set(done) | set(lost_ids)
+        for table, keys in (("equity", ["run_id", "ts"]), ("trades", ["run_id", "trade_id"]),
+                            ("metrics", ["run_id", "segment", "name"]), ("run_events", ["run_id", "status"])):
+            assert_unique(lake.read(table, where={"run_id": lost_ids}), keys, table)
+        assert lake.read("equity", where={"run_id": lost_ids}).height == N_BARS * len(lost_ids)
+        raise LostCommitRace(f"{len(lost)} of {len(done) + len(lost)} commits lost after {elapsed:.0f}s: {lost[0]}")
+
+    assert len(done) == len(by_id)
 
 
 # -- 2. a commit that lands, then its task fails and is retried --------------------------------
@@ -347,8 +408,8 @@ print("SUMMARY " + json.dumps(sweep_flow(**json.loads(sys.argv[1])), default=str
 """
 
 SWEEP_CFG = {"strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["SYN0"]}
-SWEEP_GRID = {"fast": list(range(2, 42)), "slow": list(range(10, 210, 5))}
-SWEEP_CHUNK = 12
+SWEEP_GRID = {"fast": list(range(2, 26)), "slow": list(range(10, 210, 10))}
+SWEEP_CHUNK = 15
 
 
 def sweep_best(cfg: BacktestConfig, grid: dict, bars: pl.DataFrame, objective: str = "sharpe") -> dict:
@@ -370,7 +431,7 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
     cfg = BacktestConfig.model_validate(SWEEP_CFG)
     plan = plan_sweep(lake, cfg, SWEEP_GRID, chunk_size=SWEEP_CHUNK)
     n_batches = len(batches(len(plan.chunks)))
-    assert n_batches == 8 and plan.report.n_valid > 1000
+    assert n_batches == 8 and plan.report.n_valid > 400
     args = {"config": SWEEP_CFG, "grid": SWEEP_GRID, "chunk_size": SWEEP_CHUNK}
 
     prefect_home = tmp_path / "prefect-home"
@@ -378,6 +439,7 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
     env = child_env(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
                     PREFECT_LOGGING_LEVEL="INFO")
     log = tmp_path / "sweep-flow.log"
+    t0 = time.monotonic()
     with spawned([sys.executable, "-c", SWEEP_CHILD, json.dumps(args)], log, env) as proc:
         def committed() -> bool:
             if proc.poll() is not None:
@@ -391,6 +453,7 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
             pytest.fail(f"no trial batch committed within 180s:\n{log.read_text()[-5000:]}")
         pgid = proc.pid
         os.killpg(pgid, signal.SIGKILL)
+        print(f"\nkilled after {time.monotonic() - t0:.1f}s at trials version {lake.version('trials')}")
         proc.wait(timeout=15)
         assert proc.returncode == -signal.SIGKILL
         # the temporary Prefect server it started went down with it
@@ -413,7 +476,9 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
     # before the kill is not written again
     from flows.sweep import sweep_flow
 
+    t1 = time.monotonic()
     summary = sweep_flow(**args)
+    print(f"rerun took {time.monotonic() - t1:.1f}s; {killed_trials.height} trials were committed before the kill")
     assert summary["run_id"] == plan.run_id
     runs = lake.read("runs", where={"run_id": plan.run_id})
     assert runs.height == 1 and runs["status"][0] == "completed" and runs["kind"][0] == "sweep"

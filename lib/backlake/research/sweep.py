@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,11 @@ from backlake.strategies.indicators import indicator_cache, sma
 __all__ = ["sweep", "SweepReport", "expand_grid", "validate_combinations", "SWEEP_METRICS"]
 
 log = logging.getLogger(__name__)
+
+# The sweep kernels already use every core (prange). Chunks that several threads of one
+# process (e.g. Prefect's thread task runner) sweep at once take turns on the kernels instead
+# of oversubscribing the cores; separate processes (Dask workers) are not affected.
+_KERNEL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -153,7 +159,8 @@ def _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy) -> np.ndarray:
     fast_idx = np.array([col[c["fast"]] for c in combos], dtype=np.int64)
     slow_idx = np.array([col[c["slow"]] for c in combos], dtype=np.int64)
     opts = sim_options(cfg, ppy)
-    return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, prep.tradable, opts, t_us, ppy)
+    with _KERNEL_LOCK:
+        return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, prep.tradable, opts, t_us, ppy)
 
 
 def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -> np.ndarray:
@@ -185,6 +192,7 @@ def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -
                     e = np.stack([np.asarray(sigs[k].entries, dtype=np.bool_) for k in idx])
                     x = np.stack([np.asarray(sigs[k].exits, dtype=np.bool_) for k in idx])
                     w = np.full((1, n, m), np.nan)
-                res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, prep.tradable, opts, t_us, ppy)
+                with _KERNEL_LOCK:
+                    res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, prep.tradable, opts, t_us, ppy)
                 out[[start + k for k in idx]] = res
     return out

@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="sweep a parameter grid through the sweep flow into the lake")
     s.add_argument("config", help="JSON file with one backtest config")
     s.add_argument("--grid", required=True, help="JSON file: parameter -> list of values")
-    s.add_argument("--chunk-size", type=int, default=500)
+    s.add_argument("--chunk-size", type=int, default=1000, help="combinations per task")
     s.add_argument("--objective", default="sharpe")
     runner_options(s)
     s.set_defaults(fn=cmd_sweep)

@@ -42,7 +42,7 @@ def _mark(status: str):
         try:
             lake = open_lake(p.get("lake_uri"))
             plan = plan_sweep(lake, BacktestConfig.model_validate(p["config"]), p["grid"],
-                              chunk_size=p.get("chunk_size", 500), objective=p.get("objective", "sharpe"))
+                              chunk_size=p.get("chunk_size", 1000), objective=p.get("objective", "sharpe"))
             record_events(lake, [plan.run_id], status, state.message or status)
         except Exception:  # the hook must not mask the original state
             pass
@@ -54,7 +54,7 @@ def _mark(status: str):
 def sweep_flow(
     config: dict[str, Any],
     grid: dict[str, list],
-    chunk_size: int = 500,
+    chunk_size: int = 1000,
     objective: str = "sharpe",
     lake_uri: str | None = None,
 ) -> dict:

@@ -62,7 +62,7 @@ class SweepPlan:
 
 
 def plan_sweep(
-    lake: Lake, cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]], *, chunk_size: int = 500,
+    lake: Lake, cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]], *, chunk_size: int = 1000,
     objective: str = "sharpe",
 ) -> SweepPlan:
     """Validate everything and pin the data before any work starts."""
@@ -99,9 +99,11 @@ def run_chunk(lake: Lake, plan: SweepPlan, chunk: int, bars: pl.DataFrame | None
 
 def trials_rows(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     df = pl.concat(frames, how="vertical_relaxed").sort("trial")
-    params = [json.dumps({k: r[k] for k in plan.combos[0]}, sort_keys=True) for r in
-              (plan.combos[t] for t in df["trial"].to_list())]
-    metrics = [json.dumps({m: r[m] for m in SWEEP_METRICS}, sort_keys=True) for r in df.iter_rows(named=True)]
+    base = {k: v for k, v in plan.config.params.items() if k not in plan.keys}
+    params = df.select(
+        pl.struct([*(pl.lit(v).alias(k) for k, v in base.items()), *plan.keys]).struct.json_encode()
+    ).to_series()
+    metrics = df.select(pl.struct(list(SWEEP_METRICS)).struct.json_encode()).to_series()
     return pl.DataFrame({
         "parent_id": plan.run_id, "trial": df["trial"], "params": params,
         "objective": df[plan.objective], "is_score": df[plan.objective], "oos_score": None,

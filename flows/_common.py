@@ -29,3 +29,20 @@ def task_runner(runner: str = "thread", address: str | None = None, n_workers: i
         return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                               "dashboard_address": None})
     raise ConfigError(f"runner={runner!r}: use one of {', '.join(RUNNERS)}")
+
+
+class Opaque:
+    """Hands a large object (a plan with thousands of combinations, bars, result frames) to a
+    task without Prefect walking it for futures. Unlike ``prefect...quote`` it survives
+    pickling to Dask workers. Tasks read ``.value``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __getstate__(self):
+        return self.value
+
+    def __setstate__(self, value) -> None:
+        self.value = value

@@ -6,7 +6,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacktestError
@@ -18,7 +17,7 @@ from backlake.lake.runs import (
     plan_runs,
     record_events,
 )
-from flows._common import open_lake
+from flows._common import Opaque, open_lake
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -28,9 +27,9 @@ def backtest_task(planned: PlannedRun, lake_uri: str | None) -> RunOutcome:
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
-def commit_task(outcomes: list[RunOutcome], lake_uri: str | None) -> None:
+def commit_task(outcomes: Opaque, lake_uri: str | None) -> None:
     """Write a batch of results (idempotent per run, so retries duplicate nothing)."""
-    commit_outcomes(open_lake(lake_uri), outcomes)
+    commit_outcomes(open_lake(lake_uri), outcomes.value)
 
 
 @flow(name="backtest")
@@ -48,7 +47,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     record_events(lake, ids, "running")
     futures = backtest_task.map(todo, unmapped(lake_uri))
     outcomes = [f.result() for f in futures]
-    commit_task(quote(outcomes), lake_uri)
+    commit_task(Opaque(outcomes), lake_uri)
     by_id = {o.planned.run_id: o for o in outcomes}
     out = []
     for p in plan:

@@ -10,7 +10,6 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.engine import run_backtest
@@ -19,7 +18,7 @@ from backlake.lake.runs import load_bars, record_events
 from backlake.research.optimize import check_objective
 from backlake.research.optimize import optimize as run_optimize
 from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import open_lake
+from flows._common import Opaque, open_lake
 
 # the modules (backlake.research re-exports functions of the same names)
 mc = importlib.import_module("backlake.research.monte_carlo")
@@ -40,10 +39,10 @@ def _stored(lake, run_id: str) -> dict:
 
 # -- optimize ----------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE)
-def optimize_task(cfg: BacktestConfig, space: dict, bars: pl.DataFrame, objective: str, n_trials: int,
+def optimize_task(cfg: BacktestConfig, space: dict, bars: Opaque, objective: str, n_trials: int,
                   sampler: str, oos_fraction: float | None, seed: int):
     """The Optuna study (TPE proposes each trial from the previous ones: one sequential task)."""
-    return run_optimize(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
+    return run_optimize(cfg, space, bars.value, objective=objective, n_trials=n_trials, sampler=sampler,
                         oos_fraction=oos_fraction, seed=seed)
 
 
@@ -64,7 +63,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
-    study = optimize_task(cfg, space, quote(bars), objective, n_trials, sampler, oos_fraction, seed)
+    study = optimize_task(cfg, space, Opaque(bars), objective, n_trials, sampler, oos_fraction, seed)
     best = {**cfg.params, **(study.best_params or {})}
     full = run_backtest(cfg.model_copy(update={"params": best}), bars, oos_start=study.split)
     study_metrics = {"pbo": study.pbo, "deflated_sharpe": study.deflated_sharpe, "n_trials": float(study.n_trials),
@@ -83,9 +82,9 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
 
 # -- walk-forward ------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE, task_run_name="window-{window.index}")
-def window_task(cfg: BacktestConfig, grid: dict, bars: pl.DataFrame, window, objective: str):
+def window_task(cfg: BacktestConfig, grid: dict, bars: Opaque, window, objective: str):
     """Optimise on one train window, evaluate on its test window."""
-    return wf.evaluate_window(cfg, grid, bars, window, objective=objective)
+    return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
 
 
 @flow(name="walk_forward")
@@ -107,7 +106,7 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
-    futures = [window_task.submit(cfg, grid, quote(bars), w, objective) for w in windows]
+    futures = [window_task.submit(cfg, grid, Opaque(bars), w, objective) for w in windows]
     res = wf.aggregate_windows(cfg, [f.result() for f in futures], objective=objective)
     commit_research_run(
         lake, run_id=run_id, kind="walk_forward", cfg=cfg, request=request, data_versions=versions,
@@ -121,9 +120,9 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
 
 # -- Monte Carlo -------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE, task_run_name="mc-seed-{seed}")
-def paths_task(base, bars: pl.DataFrame, method: str, n_paths: int, seed: int, block_size: int) -> pl.DataFrame:
+def paths_task(base: Opaque, bars: Opaque, method: str, n_paths: int, seed: int, block_size: int) -> pl.DataFrame:
     """One seed's paths."""
-    return mc.simulate_paths(base, bars, method=method, n_paths=n_paths, seed=seed,
+    return mc.simulate_paths(base.value, bars.value, method=method, n_paths=n_paths, seed=seed,
                              block_size=block_size).with_columns(pl.lit(seed).alias("seed"))
 
 
@@ -151,7 +150,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
     started = dt.datetime.now(dt.timezone.utc)
     base = run_backtest(cfg, bars)
     record_events(lake, [run_id], "running")
-    futures = [paths_task.submit(quote(base), quote(bars), method, n_paths, s, block_size) for s in seeds]
+    futures = [paths_task.submit(Opaque(base), Opaque(bars), method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat([f.result() for f in futures])
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)
     ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}

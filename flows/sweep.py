@@ -8,7 +8,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from backlake.config import BacktestConfig
 from backlake.lake.runs import load_bars, record_events
@@ -21,19 +20,19 @@ from backlake.research.sweep_run import (
     run_chunk,
     summary,
 )
-from flows._common import open_lake
+from flows._common import Opaque, open_lake
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
-def sweep_chunk_task(plan: SweepPlan, chunk: int, bars, lake_uri: str | None):
+def sweep_chunk_task(plan: Opaque, chunk: int, bars: Opaque, lake_uri: str | None):
     """One chunk of combinations on the pinned bars (compute only)."""
-    return run_chunk(open_lake(lake_uri), plan, chunk, bars)
+    return run_chunk(open_lake(lake_uri), plan.value, chunk, bars.value)
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, task_run_name="commit-trials-{batch}")
-def commit_trials_task(plan: SweepPlan, batch: int, frames: list, lake_uri: str | None) -> bool:
+def commit_trials_task(plan: Opaque, batch: int, frames: Opaque, lake_uri: str | None) -> bool:
     """Write one batch of trials (idempotent: a retry after the commit landed writes nothing)."""
-    return commit_trial_batch(open_lake(lake_uri), plan, batch, frames)
+    return commit_trial_batch(open_lake(lake_uri), plan.value, batch, frames.value)
 
 
 def _mark(status: str):
@@ -74,13 +73,13 @@ def sweep_flow(
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
     bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version
-    # quote(): Prefect need not walk the plan (thousands of combinations) or frames for futures
-    futures = [sweep_chunk_task.submit(quote(plan), k, quote(bars), lake_uri) for k in range(len(plan.chunks))]
+    # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
+    futures = [sweep_chunk_task.submit(Opaque(plan), k, Opaque(bars), lake_uri) for k in range(len(plan.chunks))]
     frames: list = []
     try:
         for b, chunk_ids in enumerate(batches(len(plan.chunks))):
             batch_frames = [futures[k].result() for k in chunk_ids]
-            commit_trials_task(quote(plan), b, quote(batch_frames), lake_uri)
+            commit_trials_task(Opaque(plan), b, Opaque(batch_frames), lake_uri)
             frames.extend(batch_frames)
             log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, len(plan.chunks))
     except Exception as e:

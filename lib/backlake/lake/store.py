@@ -211,26 +211,48 @@ class Lake:
         return {r for r in run_ids if dt_.transaction_version(r) is not None}
 
     def upsert_runs(self, df: pl.DataFrame | pa.Table) -> None:
-        """MERGE rows into ``runs`` on run_id: insert new runs; a stored run is replaced only
-        when it is not completed (a failed run that later succeeds), so completed runs are
-        never duplicated nor changed."""
+        """Record run rows once per run_id, safely under concurrent writers.
+
+        A completed run is a blind append carrying an application transaction
+        ``run:<run_id>`` (concurrent appends of different runs never conflict; a second
+        write of the same run is skipped), after which any earlier failed row of that run is
+        deleted. A failed or cancelled run is appended only while the run has no row at all
+        (``run-failed:<run_id>``), so a completed run is never duplicated nor changed.
+        """
         data = self._conform("runs", df)
         if data.num_rows == 0:
             return
-
-        def write() -> None:
+        status = data["status"].to_pylist()
+        run_ids = data["run_id"].to_pylist()
+        done_idx = [i for i, st in enumerate(status) if st == "completed"]
+        other_idx = [i for i, st in enumerate(status) if st != "completed"]
+        if done_idx:
+            done = data.take(done_idx)
+            ids = [run_ids[i] for i in done_idx]
+            self.append_for_runs("runs", done, ids, app_prefix="run:")
+            self._drop_unfinished_rows(ids)
+        if other_idx:
+            ids = [run_ids[i] for i in other_idx]
             dt_ = self.ensure("runs")
-            (
-                dt_.merge(
-                    data, predicate="t.run_id = s.run_id", source_alias="s", target_alias="t",
-                    commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
-                )
-                .when_matched_update_all(predicate="t.status <> 'completed'")
-                .when_not_matched_insert_all()
-                .execute()
+            new = [r for r in ids if dt_.transaction_version("run:" + r) is None]
+            if new:
+                rows = data.take(other_idx)
+                self.append_for_runs("runs", rows, new, app_prefix="run-failed:")
+
+    def _drop_unfinished_rows(self, run_ids: Sequence[str]) -> None:
+        stale = self.read("runs", columns=["run_id", "status"], where={"run_id": list(run_ids)})
+        stale_ids = stale.filter(pl.col("status") != "completed")["run_id"].unique().to_list()
+        if not stale_ids:
+            return
+        quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in stale_ids)
+
+        def delete() -> None:
+            self.ensure("runs").delete(
+                f"run_id IN ({quoted}) AND status <> 'completed'",
+                commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
             )
 
-        _retry(write, "merge into runs")
+        _retry(delete, "delete replaced failed runs")
 
     def _conform(self, table: str, df: pl.DataFrame | pa.Table) -> pa.Table:
         schema = SCHEMAS[_known(table)]

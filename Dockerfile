@@ -15,8 +15,8 @@ RUN apt-get update \
 WORKDIR /opt/backlake
 
 # dependencies first (cached while only code changes)
-COPY requirements.lock ./
-RUN pip install -r requirements.lock
+COPY requirements-runtime.lock ./
+RUN pip install -r requirements-runtime.lock
 
 COPY pyproject.toml README.md prefect.yaml ./
 COPY lib ./lib

@@ -1,33 +1,46 @@
 # backlake: `make demo` runs the demo on the embedded (local directory) lake; `make test` runs the tests.
-# Both create or refresh .venv from requirements.lock first.
+# Both create or refresh .venv from a lock file first: the demo from requirements-runtime.lock (runtime
+# dependencies only), the tests from requirements.lock (runtime + test dependencies).
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP := $(VENV)/.installed-test
 
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo test test-fast lock dashboard clean
+.PHONY: setup setup-test demo test test-fast lock dashboard clean
 
-setup: $(STAMP)
+setup: $(RUNTIME_STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+setup-test: $(TEST_STAMP)
+
+define install
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"backlake needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(1)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@touch $(STAMP)
+	$(BIN)/python -m compileall -q lib flows dashboards
+endef
+
+$(RUNTIME_STAMP): requirements-runtime.lock pyproject.toml
+	$(call install,requirements-runtime.lock)
+	@touch $(RUNTIME_STAMP)
+
+$(TEST_STAMP): requirements.lock requirements-runtime.lock pyproject.toml
+	$(call install,requirements.lock)
+	@touch $(TEST_STAMP) $(RUNTIME_STAMP)
 
 demo: setup
 	$(BIN)/backlake demo
 
-test: setup
+test: setup-test
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/python -m pytest -m "not browser and not s3 and not prefect"
 
 dashboard: setup
@@ -35,7 +48,11 @@ dashboard: setup
 
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/python -m pip install --quiet -e ".[test]"
+	.lockenv/bin/python -m pip install --quiet -e .
+	{ echo "# backlake runtime lock file: exact versions of the runtime dependencies (Python 3.11, linux x86_64)."; \
+	  echo "# Used by 'make demo' and the Dockerfile. Regenerate with 'make lock'."; \
+	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements-runtime.lock
+	.lockenv/bin/python -m pip install --quiet -c requirements-runtime.lock -e ".[test]"
 	{ echo "# backlake lock file: exact versions of every runtime and test dependency (Python 3.11, linux x86_64)."; \
 	  echo "# Regenerate with 'make lock' after changing pyproject.toml's dependencies."; \
 	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements.lock

@@ -132,6 +132,9 @@ def assert_unique(df: pl.DataFrame, keys: list[str], table: str) -> None:
 # -- 1. concurrent writer processes ----------------------------------------------------------
 N_WRITERS = 8
 RUNS_PER_WRITER = 20
+#: runs per commit_outcomes call: writes are batched as in the flows (DESIGN: fan-out writes
+#: are batched), so 8 writers make 32 concurrent batch commits on every table
+RUNS_PER_COMMIT = 5
 #: how long the writers may take in all; and how long a stopped writer may take to finish its run
 WRITERS_DEADLINE = 300
 STOP_GRACE = 120
@@ -153,23 +156,28 @@ while not (sync / "go").exists():  # all writers start committing together
     if time.monotonic() > deadline:
         raise SystemExit("no go signal")
     time.sleep(0.02)
-for cfg in configs:  # the backtest flow's protocol, one run per commit
+BATCH = int(sys.argv[3])
+for start in range(0, len(configs), BATCH):  # the backtest flow's protocol, a batch per commit
     if (sync / "stop").exists():
         print("STOPPED", flush=True)
         break
-    (planned,) = plan_runs(lake, [cfg])
-    assert not planned.done, planned
-    record_events(lake, [planned.run_id], "pending")
-    record_events(lake, [planned.run_id], "running")
-    outcome = execute_run(lake, planned)
-    if outcome.error:
-        raise SystemExit(outcome.error)
+    planned = plan_runs(lake, configs[start:start + BATCH])
+    assert not any(p.done for p in planned), planned
+    ids = [p.run_id for p in planned]
+    record_events(lake, ids, "pending")
+    record_events(lake, ids, "running")
+    outcomes = [execute_run(lake, p) for p in planned]
+    errors = [o.error for o in outcomes if o.error]
+    if errors:
+        raise SystemExit(errors[0])
     try:
-        commit_outcomes(lake, [outcome])
+        commit_outcomes(lake, outcomes)
     except LakeError as e:  # the commit is lost: report it, and stop like a crashed task would
-        print("LOST " + json.dumps({"run_id": planned.run_id, "error": str(e).splitlines()[0]}), flush=True)
+        for rid in ids:
+            print("LOST " + json.dumps({"run_id": rid, "error": str(e).splitlines()[0]}), flush=True)
         break
-    print("DONE " + planned.run_id, flush=True)
+    for rid in ids:
+        print("DONE " + rid, flush=True)
 """
 
 
@@ -209,7 +217,7 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(s3_settings: Set
     with contextlib.ExitStack() as stack:
         procs = [
             stack.enter_context(spawned(
-                [sys.executable, "-c", WRITER, json.dumps(configs[i::N_WRITERS]), str(sync)], log, child_env()))
+                [sys.executable, "-c", WRITER, json.dumps(configs[i::N_WRITERS]), str(sync), str(RUNS_PER_COMMIT)], log, child_env()))
             for i, log in enumerate(logs)
         ]
         wait_until(lambda: len(list(sync.glob("ready-*"))) == N_WRITERS

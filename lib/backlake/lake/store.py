@@ -36,6 +36,9 @@ __all__ = ["Lake"]
 
 T = TypeVar("T")
 
+#: Table properties set at creation: a checkpoint every 10 commits keeps log replay short.
+TABLE_CONFIG = {"delta.checkpointInterval": "10"}
+
 #: delta-rs retries a lost commit race this many times itself before raising.
 MAX_COMMIT_RETRIES = 100
 #: and we retry the whole write (re-reading the table) this many more times with backoff.
@@ -50,6 +53,7 @@ class Lake:
         self.root = self.settings.root
         self._opts = self.settings.storage_options()
         self._checked = False
+        self._tables: dict[str, DeltaTable] = {}
         if check:
             self.check()
 
@@ -86,35 +90,46 @@ class Lake:
             return False
 
     def ensure(self, table: str) -> DeltaTable:
-        """Open ``table``, creating it with its schema on first use."""
+        """Open ``table`` at its latest version, creating it with its schema on first use.
+
+        The handle is kept and brought up to date incrementally (only new commits are read),
+        so repeated writes do not replay the whole log.
+        """
+        cached = self._tables.get(table)
+        if cached is not None:
+            try:
+                cached.update_incremental()
+                return cached
+            except Exception:
+                self._tables.pop(table, None)
         uri = self.uri(table)
         try:
-            return DeltaTable(uri, storage_options=self._opts)
+            dt_ = DeltaTable(uri, storage_options=self._opts)
         except TableNotFoundError:
-            pass
-        try:
-            DeltaTable.create(
-                uri, schema=SCHEMAS[table], mode="ignore", partition_by=PARTITIONS.get(table),
-                storage_options=self._opts, name=table,
-            )
-        except (CommitFailedError, DeltaError):
-            pass  # another writer created it first
-        return DeltaTable(uri, storage_options=self._opts)
+            try:
+                DeltaTable.create(
+                    uri, schema=SCHEMAS[table], mode="ignore", partition_by=PARTITIONS.get(table),
+                    storage_options=self._opts, name=table, configuration=TABLE_CONFIG,
+                )
+            except (CommitFailedError, DeltaError):
+                pass  # another writer created it first
+            dt_ = DeltaTable(uri, storage_options=self._opts)
+        self._tables[table] = dt_
+        return dt_
 
     def ensure_all(self) -> None:
         for table in TABLES:
             self.ensure(table)
 
     def table(self, table: str, version: int | None = None) -> DeltaTable:
-        dt_ = self.ensure(table)
-        if version is not None:
-            try:
-                dt_.load_as_version(version)
-            except Exception as e:
-                raise LakeError(
-                    f"{table} has no version {version} (latest is {self.ensure(table).version()}): {e}"
-                ) from e
-        return dt_
+        """The table at ``version`` (a fresh handle: time travel), or the latest."""
+        latest = self.ensure(table)
+        if version is None:
+            return latest
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self._opts)
+        except Exception as e:
+            raise LakeError(f"{table} has no version {version} (latest is {latest.version()}): {e}") from e
 
     def version(self, table: str) -> int:
         return self.ensure(table).version()

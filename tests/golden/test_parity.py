@@ -64,6 +64,15 @@ def backtesting_py_run(df: pd.DataFrame, fast: int, slow: int, commission: float
     return bt.run()
 
 
+def crosses(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bars where SMA(fast) crosses above / below SMA(slow) (strictly), written out here."""
+    f, s = sma(close, fast), sma(close, slow)
+    prev_f, prev_s = np.roll(f, 1), np.roll(s, 1)
+    prev_f[0] = prev_s[0] = np.nan
+    with np.errstate(invalid="ignore"):
+        return (prev_f < prev_s) & (f > s), (prev_f > prev_s) & (f < s)
+
+
 @pytest.fixture(scope="module")
 def goog() -> pl.DataFrame:
     return load_samples(["GOOG"])
@@ -101,12 +110,7 @@ def test_reference_matches_vectorbt_trade_for_trade(goog, reference):
     vbt = pytest.importorskip("vectorbt")
     df = ohlc_pandas(goog)
     close = df["Close"].to_numpy()
-    fast, slow = sma(close, 10), sma(close, 30)
-    prev_f, prev_s = np.roll(fast, 1), np.roll(slow, 1)
-    prev_f[0] = prev_s[0] = np.nan
-    with np.errstate(invalid="ignore"):
-        up = (prev_f < prev_s) & (fast > slow)
-        down = (prev_f > prev_s) & (fast < slow)
+    up, down = crosses(close, 10, 30)
     # act on the next bar's open: shift the signals one bar and trade at the open
     entries = pd.Series(up, index=df.index).shift(1, fill_value=False)
     exits = pd.Series(down, index=df.index).shift(1, fill_value=False)
@@ -160,12 +164,7 @@ def test_reference_matches_bt_trade_for_trade(goog, reference):
     bt = pytest.importorskip("bt")
     df = ohlc_pandas(goog)
     close = df["Close"].to_numpy()
-    fast, slow = sma(close, 10), sma(close, 30)
-    prev_f, prev_s = np.roll(fast, 1), np.roll(slow, 1)
-    prev_f[0] = prev_s[0] = np.nan
-    with np.errstate(invalid="ignore"):
-        up = (prev_f < prev_s) & (fast > slow)
-        down = (prev_f > prev_s) & (fast < slow)
+    up, down = crosses(close, 10, 30)
     target = np.full(len(close), np.nan)
     holding = False
     for i in range(len(close) - 1):

@@ -138,13 +138,7 @@ def _ingest_summary(report: dict) -> str:
 
 
 def _read_configs(path: str) -> list[dict]:
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {path!r} does not exist")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    data = _read_json(path, "config")
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list) and all(isinstance(d, dict) for d in data):

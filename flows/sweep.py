@@ -12,13 +12,12 @@ from prefect.cache_policies import NO_CACHE
 from backlake.config import BacktestConfig
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.sweep_run import (
-    SweepPlan,
     batches,
     commit_trial_batch,
     finish_sweep,
     plan_sweep,
     run_chunk,
-    summary,
+    stored_summary,
 )
 from flows._common import Opaque, open_lake
 
@@ -64,8 +63,6 @@ def sweep_flow(
     plan = plan_sweep(lake, cfg, grid, chunk_size=chunk_size, objective=objective)  # errors before any task
     if plan.done:
         log.info("sweep %s is already in the lake", plan.run_id)
-        from backlake.research.sweep_run import stored_summary
-
         return stored_summary(lake, plan)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [plan.run_id], "pending")
@@ -88,4 +85,4 @@ def sweep_flow(
     return finish_sweep(lake, plan, frames, started)
 
 
-__all__ = ["sweep_flow", "summary"]
+__all__ = ["sweep_flow"]

@@ -137,12 +137,7 @@ def compute_metrics(
         m = compute_metrics(equity, ts, trades, 252.0, 100_000.0)
         m["sharpe"], m["max_drawdown"]
     """
-    _check_positive("initial_cash", initial_cash)
-    _check_positive("periods_per_year", periods_per_year)
-    eq = _as_values(equity, "equity")
-    t = _as_ts(ts, eq.size)
-    bench = None if benchmark_equity is None else _as_values(benchmark_equity, "benchmark_equity", eq.size)
-    expo = None if exposure is None else _as_values(exposure, "exposure", eq.size)
+    eq, t, bench, expo = _inputs(equity, ts, periods_per_year, initial_cash, benchmark_equity, exposure)
     return _metrics(eq, t, trades, float(periods_per_year), float(initial_cash), bench, expo)
 
 
@@ -200,12 +195,7 @@ def segment_metrics(
         seg = segment_metrics(eq, ts, trades, 252.0, 1e5, split=date(2020, 1, 1))
         seg["oos"]["sharpe"]
     """
-    _check_positive("initial_cash", initial_cash)
-    _check_positive("periods_per_year", periods_per_year)
-    eq = _as_values(equity, "equity")
-    t = _as_ts(ts, eq.size)
-    bench = None if benchmark_equity is None else _as_values(benchmark_equity, "benchmark_equity", eq.size)
-    expo = None if exposure is None else _as_values(exposure, "exposure", eq.size)
+    eq, t, bench, expo = _inputs(equity, ts, periods_per_year, initial_cash, benchmark_equity, exposure)
     ppy, cash = float(periods_per_year), float(initial_cash)
     cut = _split_ts(split)
     k = int(np.searchsorted(t, cut, side="left"))  # t is sorted: bars [0, k) are IS, [k, n) OOS
@@ -236,6 +226,17 @@ def segment_metrics(
 
 # ---------------------------------------------------------------------------------------------
 # validation
+
+
+def _inputs(equity, ts, periods_per_year, initial_cash, benchmark_equity, exposure):
+    """Validated (equity, ts, benchmark or None, exposure or None) arrays."""
+    _check_positive("initial_cash", initial_cash)
+    _check_positive("periods_per_year", periods_per_year)
+    eq = _as_values(equity, "equity")
+    t = _as_ts(ts, eq.size)
+    bench = None if benchmark_equity is None else _as_values(benchmark_equity, "benchmark_equity", eq.size)
+    expo = None if exposure is None else _as_values(exposure, "exposure", eq.size)
+    return eq, t, bench, expo
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -115,12 +115,10 @@ def vbt_sweep(open_, close):
     x = np.zeros((n, len(PAIRS)), dtype=bool)
     e[2:] = up[:-1]  # cross at bar i (needs i-1), acted on at bar i+1's open
     x[2:] = down[:-1]
-    idx = close.index
     pf = vbt.Portfolio.from_signals(
-        close.to_numpy()[:, None].repeat(1, 1), e, x, price=open_.to_numpy()[:, None], fees=0.001,
+        close.to_numpy()[:, None], e, x, price=open_.to_numpy()[:, None], fees=0.001,
         init_cash=10_000, size=np.inf, size_granularity=1, freq="1D",
     )
-    del idx
     return pf.sharpe_ratio(), pf.total_return(), pf.max_drawdown()
 
 

@@ -220,11 +220,6 @@ class Lake:
 
         return _retry(write, f"append to {table}")
 
-    def written_runs(self, table: str, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` ``table`` already holds (per its application transactions)."""
-        dt_ = self.ensure(table)
-        return {r for r in run_ids if dt_.transaction_version(r) is not None}
-
     def upsert_runs(self, df: pl.DataFrame | pa.Table) -> None:
         """Record run rows once per run_id, safely under concurrent writers.
 

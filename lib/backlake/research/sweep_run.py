@@ -39,8 +39,7 @@ __all__ = ["SweepPlan", "plan_sweep", "run_chunk", "commit_trial_batch", "finish
            "stored_summary", "summary",
            "SWEEP_OBJECTIVES"]
 
-SWEEP_OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "cagr")
-_HIGHER_IS_BETTER = True
+SWEEP_OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "cagr")  # higher is better
 
 
 def _now() -> dt.datetime:
@@ -122,7 +121,7 @@ def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict:
     df = pl.concat(frames, how="vertical_relaxed").filter(pl.col(plan.objective).is_not_null())
     if df.is_empty():
         return {}
-    return df.sort([plan.objective, "trial"], descending=[_HIGHER_IS_BETTER, False]).row(0, named=True)
+    return df.sort([plan.objective, "trial"], descending=[True, False]).row(0, named=True)
 
 
 def finish_sweep(

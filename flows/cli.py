@@ -12,22 +12,29 @@ monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import importlib.util
 import io
 import json
+import logging
 import math
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backlake.errors import BacklakeError, ConfigError, LakeConnectionError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 FORMATS = ("table", "json", "csv")
+PROGRESS_MODES = ("auto", "always", "never")
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -82,6 +89,111 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str 
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join([line, sep, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+# -- progress bars ------------------------------------------------------------------------------
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+class _PrintAbove(io.TextIOBase):
+    """A stream for a log handler while bars are live: each whole line written is printed
+    through the bars' console, which keeps it above the bars (its ANSI colours kept)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.ansi import AnsiDecoder
+
+        self._console = console
+        self._decoder = AnsiDecoder()
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._console.print(self._decoder.decode_line(line), soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self.write("\n")
+
+    def isatty(self) -> bool:
+        return self._console.is_terminal
+
+
+@contextlib.contextmanager
+def _logs_above(console: Console) -> Iterator[None]:
+    """While the block runs, log handlers that write to ``console``'s stream or to a terminal
+    (Prefect's console handler) print through ``console``, above its live bars, instead of
+    through them. Prefect's handler holds a rich Console of its own: its file is swapped too."""
+    from rich.console import Console as RichConsole
+
+    loggers = [logging.getLogger(), *list(logging.Logger.manager.loggerDict.values())]
+    handlers = {h for lg in loggers for h in getattr(lg, "handlers", ()) if isinstance(h, logging.StreamHandler)}
+    swapped: list[tuple[logging.StreamHandler, Any]] = []
+    for h in handlers:
+        if h.stream is console.file or _is_tty(h.stream):
+            proxy = _PrintAbove(console)
+            swapped.append((h, h.stream))
+            h.setStream(proxy)
+            if isinstance(getattr(h, "console", None), RichConsole):
+                h.console.file = proxy  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for h, stream in swapped:
+            h.setStream(stream)  # flushes a partial line through the proxy first
+            if isinstance(getattr(h, "console", None), RichConsole):
+                h.console.file = stream  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def progress_bars(mode: str = "auto", console: Console | None = None) -> Iterator[None]:
+    """While the block runs, show one progress bar per job that reports through
+    ``backlake.progress`` (description, bar, done/total unit, elapsed, remaining) on stderr.
+
+    ``mode``: ``auto`` shows them when stderr is a terminal, ``always`` even when it is not
+    (rendered as for a terminal), ``never`` not at all: the block runs as without bars.
+    ``console`` renders them elsewhere (tests). Stdout is left alone unless it is a terminal
+    too; log lines print above the bars."""
+    if mode not in PROGRESS_MODES:
+        raise ConfigError(f"progress={mode!r}: use one of {', '.join(PROGRESS_MODES)}")
+    if mode == "never":
+        yield
+        return
+    from rich.console import Console as RichConsole
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bars
+
+    from backlake.progress import Progress, listening
+
+    console = console or RichConsole(stderr=True, force_terminal=mode == "always" or None)
+    if mode == "auto" and not _is_tty(console.file):
+        yield
+        return
+    bars = Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console, redirect_stdout=_is_tty(sys.stdout))
+    tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()
+
+    def show(event: Progress) -> None:
+        with lock:
+            if event.job not in tasks:
+                tasks[event.job] = bars.add_task(event.job, total=event.total, unit=event.unit)
+        bars.update(tasks[event.job], completed=event.done, total=event.total)
+
+    with bars, _logs_above(console), listening(show):
+        yield
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -204,7 +316,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not isinstance(grid, dict):
         raise ConfigError(f"{args.grid} must map parameter -> list of values, e.g. {{\"fast\": [5, 10]}}")
     BacktestConfig.model_validate(config)
-    out = _with_runner(sweep_flow, args)(config, grid, chunk_size=args.chunk_size, objective=args.objective)
+    with progress_bars(args.progress):
+        out = _with_runner(sweep_flow, args)(config, grid, chunk_size=args.chunk_size, objective=args.objective)
     print(f"\nsweep {out['run_id']}: {out['n_valid']} combination(s), {out['n_skipped']} skipped as invalid")
     if out["best_params"]:
         best = out["best"]
@@ -230,8 +343,11 @@ def _config_arg(path: str) -> dict:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from flows.research import optimize_flow
 
-    out = optimize_flow(_config_arg(args.config), _read_json(args.space, "space"), objective=args.objective,
-                        n_trials=args.trials, sampler=args.sampler, oos_fraction=args.oos_fraction, seed=args.seed)
+    config, space = _config_arg(args.config), _read_json(args.space, "space")
+    with progress_bars(args.progress):
+        out = _with_runner(optimize_flow, args)(
+            config, space, objective=args.objective, n_trials=args.trials, sampler=args.sampler,
+            oos_fraction=args.oos_fraction, seed=args.seed, parallel=args.parallel)
     print(f"\noptimize {out['run_id']}: best {json.dumps(out.get('best_params'))}")
     keys = ("is_score", "oos_score", "pbo", "deflated_sharpe", "n_trials", "n_flagged")
     print(format_rows(keys, [[out.get(k) for k in keys]]))
@@ -246,9 +362,10 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     def span(v: str):
         return int(v) if v.isdigit() else v
 
-    out = walk_forward_flow(_config_arg(args.config), _read_json(args.grid, "grid"), train=span(args.train),
-                            test=span(args.test), step=span(args.step) if args.step else None, mode=args.mode,
-                            objective=args.objective)
+    config, grid = _config_arg(args.config), _read_json(args.grid, "grid")
+    with progress_bars(args.progress):
+        out = walk_forward_flow(config, grid, train=span(args.train), test=span(args.test),
+                                step=span(args.step) if args.step else None, mode=args.mode, objective=args.objective)
     if out.get("windows"):
         cols = ["window", "test_start", "test_end", "best_params", "is_sharpe", "oos_sharpe", "degradation"]
         print(format_rows(cols, [[w.get(c) for c in cols] for w in out["windows"]]))
@@ -261,8 +378,11 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
 def cmd_monte_carlo(args: argparse.Namespace) -> int:
     from flows.research import monte_carlo_flow
 
-    out = monte_carlo_flow(_config_arg(args.config), method=args.method, n_paths=args.paths, seeds=args.seeds,
-                           block_size=args.block_size, confidence=args.confidence, ruin_drawdown=args.ruin_drawdown)
+    config = _config_arg(args.config)
+    with progress_bars(args.progress):
+        out = monte_carlo_flow(config, method=args.method, n_paths=args.paths, seeds=args.seeds,
+                               block_size=args.block_size, confidence=args.confidence,
+                               ruin_drawdown=args.ruin_drawdown)
     if "ci" in out:
         rows = [[m, *v] for m, v in out["ci"].items()]
         print(format_rows(("metric", "low", "median", "high"), rows))
@@ -319,7 +439,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo()
+    return run_demo(args.progress)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -343,7 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="backlake", description="Backtests into a versioned Delta lake.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def progress_option(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                        help="progress bars on stderr: auto (when stderr is a terminal), always or never")
+
     s = sub.add_parser("demo", help="ingest the samples, run backtests through Prefect, print a summary")
+    progress_option(s)
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("ingest", help="validate bars and append new rows to the lake")
@@ -373,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=int, default=1000, help="combinations per task")
     s.add_argument("--objective", default="sharpe")
     runner_options(s)
+    progress_option(s)
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("optimize", help="Optuna search with IS/OOS scores, overfitting, PBO and deflated Sharpe")
@@ -383,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default="tpe", help="tpe, random or grid")
     s.add_argument("--oos-fraction", type=float, default=0.3)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--parallel", type=int, default=4,
+                   help="trials proposed and run at once as parallel tasks (part of the study's identity)")
+    runner_options(s)
+    progress_option(s)
     s.set_defaults(fn=cmd_optimize)
 
     s = sub.add_parser("walk-forward", help="rolling or anchored walk-forward optimisation")
@@ -393,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step")
     s.add_argument("--mode", choices=("rolling", "anchored"), default="rolling")
     s.add_argument("--objective", default="sharpe")
+    progress_option(s)
     s.set_defaults(fn=cmd_walk_forward)
 
     s = sub.add_parser("monte-carlo", help="resample a backtest: confidence intervals, probability of ruin")
@@ -404,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--block-size", type=int, default=20)
     s.add_argument("--confidence", type=float, default=0.95)
     s.add_argument("--ruin-drawdown", type=float, default=0.5)
+    progress_option(s)
     s.set_defaults(fn=cmd_monte_carlo)
 
     s = sub.add_parser("regress", help="replay golden runs at their pinned data; fail on drift")

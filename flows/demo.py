@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from backlake import progress
 from backlake.settings import get_settings
 from flows.backtest import backtest_flow
 from flows.ingest import ingest_flow
@@ -36,20 +37,29 @@ WALK_FORWARD = {"grid": {"fast": [10, 20, 50], "slow": [100, 200]}, "train": "4y
 
 @flow(name="demo")
 def demo_flow() -> dict:
-    """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500."""
+    """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500
+    (four steps, reported as job ``demo``; the sweep and the walk-forward report their own)."""
+    progress.report("demo", 0, 4, "steps")
     report = ingest_flow(source="samples")
+    progress.report("demo", 1, 4, "steps")
     runs = backtest_flow(DEMO_CONFIGS)
+    progress.report("demo", 2, 4, "steps")
     sweep = sweep_flow(DEMO_CONFIGS[1], SWEEP_GRID)
+    progress.report("demo", 3, 4, "steps")
     wf = walk_forward_flow(DEMO_CONFIGS[1], WALK_FORWARD["grid"], train=WALK_FORWARD["train"],
                            test=WALK_FORWARD["test"])
+    progress.report("demo", 4, 4, "steps")
     return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf}
 
 
-def run_demo() -> int:
-    from flows.cli import _ingest_summary, runs_summary
+def run_demo(progress_mode: str = "auto") -> int:
+    """Run :func:`demo_flow` (progress bars on stderr per ``progress_mode``, see
+    ``flows.cli.progress_bars``) and print the summary."""
+    from flows.cli import _ingest_summary, progress_bars, runs_summary
 
     settings = get_settings()
-    out = demo_flow()
+    with progress_bars(progress_mode):
+        out = demo_flow()
     print()
     print(f"lake: {settings.lake_uri}")
     print(_ingest_summary(out["ingest"]))

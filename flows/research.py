@@ -11,16 +11,17 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from backlake import progress
 from backlake.config import BacktestConfig
 from backlake.engine import run_backtest
 from backlake.errors import ConfigError
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.optimize import check_objective
-from backlake.research.optimize import optimize as run_optimize
 from backlake.research.persist import already_done, commit_research_run, research_run_id
 from flows._common import Opaque, open_lake
 
 # the modules (backlake.research re-exports functions of the same names)
+opt = importlib.import_module("backlake.research.optimize")
 mc = importlib.import_module("backlake.research.monte_carlo")
 wf = importlib.import_module("backlake.research.walk_forward")
 
@@ -37,33 +38,64 @@ def _stored(lake, run_id: str) -> dict:
     return {"run_id": run_id, "status": "existing", "params": row["params"], "sharpe": row["sharpe"]}
 
 
+def _results(futures: list, job: str, unit: str) -> list:
+    """The futures' results in order, reporting ``job``'s progress (one ``unit`` per future)
+    as each one is in."""
+    out: list = []
+    progress.report(job, 0, len(futures), unit)
+    for f in futures:
+        out.append(f.result())
+        progress.report(job, len(out), len(futures), unit)
+    return out
+
+
 # -- optimize ----------------------------------------------------------------------------------
-@task(cache_policy=NO_CACHE)
-def optimize_task(cfg: BacktestConfig, space: dict, bars: Opaque, objective: str, n_trials: int,
-                  sampler: str, oos_fraction: float | None, seed: int):
-    """The Optuna study (TPE proposes each trial from the previous ones: one sequential task)."""
-    return run_optimize(cfg, space, bars.value, objective=objective, n_trials=n_trials, sampler=sampler,
-                        oos_fraction=oos_fraction, seed=seed)
+@task(cache_policy=NO_CACHE, task_run_name="trial-{number}")
+def trial_task(cfg: BacktestConfig, params: dict, bars: Opaque, split: dt.datetime, objective: str, number: int):
+    """One Optuna trial: a backtest over the bars, scored in- and out-of-sample."""
+    return opt.evaluate_trial(cfg, params, bars.value, split=split, objective=objective, number=number)
 
 
 @flow(name="optimize")
 def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str = "sharpe", n_trials: int = 50,
-                  sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0,
+                  sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 4,
                   lake_uri: str | None = None) -> dict:
-    """Optuna search with IS/OOS scores, overfitting flags, PBO and deflated Sharpe, into the lake."""
+    """Optuna search with IS/OOS scores, overfitting flags, PBO and deflated Sharpe, into the lake.
+
+    The study asks ``parallel`` trials at a time and runs them as parallel tasks (TPE's
+    constant liar keeps a batch's proposals apart). The batch size shapes the proposals, so
+    it is part of the run's identity: the same seed and ``parallel`` give the same study."""
     cfg = BacktestConfig.model_validate(config)
     check_objective(objective)
-    if n_trials < 1:
-        raise ConfigError(f"n_trials={n_trials}: run at least 1 trial")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(f"n_trials={n_trials!r}: run at least 1 trial, e.g. 50")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ConfigError(f"parallel={parallel!r}: trials evaluated at once must be a whole number >= 1, e.g. 4")
     lake = open_lake(lake_uri)
     request = {"space": space, "objective": objective, "n_trials": n_trials, "sampler": sampler,
-               "oos_fraction": oos_fraction, "seed": seed}
+               "oos_fraction": oos_fraction, "seed": seed, "parallel": parallel}
     run_id, versions, bars = _start(lake, "optimize", cfg, request)
+    plan = opt.plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
+                          oos_fraction=oos_fraction, seed=seed)  # every bad input fails before any task
     if already_done(lake, run_id):
         return _stored(lake, run_id)
+    log = get_run_logger()
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
-    study = optimize_task(cfg, space, Opaque(bars), objective, n_trials, sampler, oos_fraction, seed)
+    shared = Opaque(bars)
+    job = f"optimize {run_id[:12]}"
+
+    def evaluate(jobs):
+        futures = [trial_task.submit(cfg, params, shared, plan.split, objective, n) for n, params in jobs]
+        return [f.result() for f in futures]
+
+    def told(rec, done: int, total: int) -> None:
+        progress.report(job, done, total, "trials")
+        if done % parallel == 0 or done == total:  # a line per batch
+            log.info("optimize %s: %d / %d trials", run_id, done, total)
+
+    progress.report(job, 0, plan.n_trials, "trials")
+    study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
     best = {**cfg.params, **(study.best_params or {})}
     full = run_backtest(cfg.model_copy(update={"params": best}), bars, oos_start=study.split)
     study_metrics = {"pbo": study.pbo, "deflated_sharpe": study.deflated_sharpe, "n_trials": float(study.n_trials),
@@ -76,7 +108,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     )
     out = {"run_id": run_id, "best_params": study.best_params, "is_score": study.best.is_score if study.best else None,
            "oos_score": study.best.oos_score if study.best else None, **study_metrics}
-    get_run_logger().info("optimize %s: %s", run_id, out)
+    log.info("optimize %s: %s", run_id, out)
     return out
 
 
@@ -107,7 +139,8 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "running")
     futures = [window_task.submit(cfg, grid, Opaque(bars), w, objective) for w in windows]
-    res = wf.aggregate_windows(cfg, [f.result() for f in futures], objective=objective)
+    results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
+    res = wf.aggregate_windows(cfg, results, objective=objective)
     commit_research_run(
         lake, run_id=run_id, kind="walk_forward", cfg=cfg, request=request, data_versions=versions,
         started_at=started, params={"windows": len(windows)}, segments={"oos": res.oos_metrics},
@@ -151,7 +184,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
     base = run_backtest(cfg, bars)
     record_events(lake, [run_id], "running")
     futures = [paths_task.submit(Opaque(base), Opaque(bars), method, n_paths, s, block_size) for s in seeds]
-    paths = pl.concat([f.result() for f in futures])
+    paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)
     ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}
     trials = paths.with_row_index("trial").select(

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from backlake import progress
 from backlake.config import BacktestConfig
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.sweep_run import (
@@ -71,14 +72,19 @@ def sweep_flow(
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
     bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version
     # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
-    futures = [sweep_chunk_task.submit(Opaque(plan), k, Opaque(bars), lake_uri) for k in range(len(plan.chunks))]
+    job, total = f"sweep {plan.run_id[:12]}", len(plan.chunks)
+    progress.report(job, 0, total, "chunks")
+    futures = [sweep_chunk_task.submit(Opaque(plan), k, Opaque(bars), lake_uri) for k in range(total)]
     frames: list = []
     try:
-        for b, chunk_ids in enumerate(batches(len(plan.chunks))):
-            batch_frames = [futures[k].result() for k in chunk_ids]
+        for b, chunk_ids in enumerate(batches(total)):
+            batch_frames = []
+            for k in chunk_ids:  # awaited in order: the bar counts the chunks finished so far
+                batch_frames.append(futures[k].result())
+                progress.report(job, k + 1, total, "chunks")
             commit_trials_task(Opaque(plan), b, Opaque(batch_frames), lake_uri)
             frames.extend(batch_frames)
-            log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, len(plan.chunks))
+            log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, total)
     except Exception as e:
         record_events(lake, [plan.run_id], "failed", f"{type(e).__name__}: {e}")
         raise

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
 
 import backlake as bl
+from backlake import progress
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
@@ -33,7 +35,11 @@ def lake(local_settings: Settings) -> Lake:
 
 
 def test_sweep_flow_commits_trials_then_parent_and_is_idempotent(prefect_harness, lake: Lake):
-    out = sweep_flow(CFG, GRID, chunk_size=3)
+    seen: list[progress.Progress] = []
+    with progress.listening(seen.append):
+        out = sweep_flow(CFG, GRID, chunk_size=3)
+    assert [(e.done, e.total, e.unit) for e in seen] == [(k, 7, "chunks") for k in range(8)]  # 0/7 .. 7/7
+    assert {e.job for e in seen} == {f"sweep {out['run_id'][:12]}"}
     bars = lake.read("bars")
     ref = bl.sweep(bl.BacktestConfig.model_validate(CFG), GRID, bars)
     best = ref.sort(["sharpe"], descending=True).row(0, named=True)
@@ -45,8 +51,10 @@ def test_sweep_flow_commits_trials_then_parent_and_is_idempotent(prefect_harness
     runs = lake.read("runs")
     assert runs["kind"].to_list() == ["sweep"] and json.loads(runs["params"][0])["fast"] == best["fast"]
     versions = {t: lake.version(t) for t in ("trials", "runs")}
-    again = sweep_flow(CFG, GRID, chunk_size=3)
-    assert again["best_params"] == out["best_params"]
+    seen.clear()
+    with progress.listening(seen.append):
+        again = sweep_flow(CFG, GRID, chunk_size=3)
+    assert again["best_params"] == out["best_params"] and seen == []  # stored: no work to report
     assert {t: lake.version(t) for t in versions} == versions
 
 
@@ -102,9 +110,12 @@ def test_cli_sweep_and_regress(prefect_harness, lake: Lake, tmp_path, capsys):
 
     (tmp_path / "cfg.json").write_text(json.dumps(CFG))
     (tmp_path / "grid.json").write_text(json.dumps({"fast": [3, 5], "slow": [20, 40]}))
-    assert cli(["sweep", str(tmp_path / "cfg.json"), "--grid", str(tmp_path / "grid.json")]) == 0
-    out = capsys.readouterr().out
+    sweep_args = ["sweep", str(tmp_path / "cfg.json"), "--grid", str(tmp_path / "grid.json")]
+    assert cli([*sweep_args, "--progress", "always"]) == 0
+    out, err = capsys.readouterr()
     assert "4 combination(s), 0 skipped" in out and "best by sharpe" in out and "parent_id = '" in out
+    bar = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err)  # the bar on stderr (drawn as for a terminal) only
+    assert re.search(r"sweep \w{12} ━+ 1/1 chunks", bar) and "chunks" not in out
     (tmp_path / "bad.json").write_text(json.dumps({"fats": [3]}))
     assert cli(["sweep", str(tmp_path / "cfg.json"), "--grid", str(tmp_path / "bad.json")]) == 2
     assert "did you mean 'fast'" in capsys.readouterr().err
@@ -138,12 +149,20 @@ def test_optimize_walk_forward_monte_carlo_flows(prefect_harness, lake: Lake, tm
     assert opt["n_trials"] == 8 and 0 <= opt["pbo"] <= 1
     trials = lake.read("trials", where={"parent_id": opt["run_id"]})
     assert trials.height == 8 and trials["flagged"].dtype == pl.Boolean
-    wfr = walk_forward_flow(CFG, {"fast": [3, 8], "slow": [20, 40]}, train=200, test=100)
+    seen: list[progress.Progress] = []
+    with progress.listening(seen.append):
+        wfr = walk_forward_flow(CFG, {"fast": [3, 8], "slow": [20, 40]}, train=200, test=100)
+    assert [(e.job, e.done, e.total, e.unit) for e in seen] == [
+        (f"walk-forward {wfr['run_id'][:12]}", k, 3, "windows") for k in range(4)]
     windows = lake.read("windows", where={"parent_id": wfr["run_id"]})
     assert windows.height == len(wfr["windows"]) == 3
     stitched = lake.read("equity", where={"run_id": wfr["run_id"]})
     assert stitched.height == 300 and stitched["equity"][0] == 10_000
-    mcr = monte_carlo_flow(CFG, method="return_shuffle", n_paths=50, seeds=[0, 1])
+    seen.clear()
+    with progress.listening(seen.append):
+        mcr = monte_carlo_flow(CFG, method="return_shuffle", n_paths=50, seeds=[0, 1])
+    assert [(e.job, e.done, e.total, e.unit) for e in seen] == [
+        (f"monte-carlo {mcr['run_id'][:12]}", k, 2, "seeds") for k in range(3)]
     assert mcr["n_paths"] == 100 and mcr["ci"]["total_return"][0] <= mcr["ci"]["total_return"][2]
     kinds = lake.read("runs").sort("kind")["kind"].to_list()
     assert kinds == ["monte_carlo", "optimize", "walk_forward"]
@@ -162,5 +181,6 @@ def test_optimize_walk_forward_monte_carlo_flows(prefect_harness, lake: Lake, tm
         with pytest.raises(Exception, match=msg):
             call()
     (tmp_path / "cfg.json").write_text(json.dumps(CFG))
-    assert cli(["monte-carlo", str(tmp_path / "cfg.json"), "--paths", "20", "--seeds", "3"]) == 0
-    assert "probability of a drawdown" in capsys.readouterr().out
+    assert cli(["monte-carlo", str(tmp_path / "cfg.json"), "--paths", "20", "--seeds", "3", "--progress", "never"]) == 0
+    out, err = capsys.readouterr()
+    assert "probability of a drawdown" in out and "seeds" not in err

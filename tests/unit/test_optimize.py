@@ -8,13 +8,21 @@ import datetime as dt
 import importlib
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
 import backlake as bl
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError
-from backlake.research.optimize import OVERFIT_FLAG, evaluate_trial, optimize, split_timestamp
+from backlake.research.optimize import (
+    OVERFIT_FLAG,
+    evaluate_trial,
+    optimize,
+    plan_study,
+    run_study,
+    split_timestamp,
+)
 
 BARS = synthetic_bars(("S0",), periods=500, seed=3)
 CFG = bl.BacktestConfig.model_validate({
@@ -128,6 +136,7 @@ def test_evaluate_trial_is_the_fan_out_unit():
     ({"pbo_blocks": 7}, "pbo_blocks=7"),
     ({"pbo_blocks": 200}, "pbo_blocks=200"),
     ({"seed": "x"}, "seed="),
+    ({"batch_size": 0}, "batch_size=0"),
 ])
 def test_bad_inputs_fail_before_any_trial(monkeypatch, kwargs, match):
     def no_work(*a, **k):
@@ -138,3 +147,65 @@ def test_bad_inputs_fail_before_any_trial(monkeypatch, kwargs, match):
     space = args.pop("space")
     with pytest.raises(ConfigError, match=match):
         optimize(CFG, space, BARS, n_trials=args.pop("n_trials", 5), **args)
+
+
+# -- batches: the unit the optimize flow fans out ----------------------------------------------
+def batch_recorder(plan, seen: list):
+    def evaluate(jobs):
+        seen.append([n for n, _ in jobs])
+        recs = [evaluate_trial(CFG, p, BARS, split=plan.split, objective=plan.objective, number=n) for n, p in jobs]
+        return recs[::-1]  # an evaluator may hand records back in any order
+
+    return evaluate
+
+
+def test_batched_study_asks_whole_batches_and_is_reproducible():
+    plan = plan_study(CFG, SPACE, BARS, n_trials=10, seed=4)
+    seen: list = []
+    ticks: list = []
+    res = run_study(plan, batch_recorder(plan, seen), batch_size=4,
+                    on_trial=lambda rec, done, total: ticks.append((rec.number, done, total)))
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert ticks == [(n, n + 1, 10) for n in range(10)]  # told in trial order
+    assert res.n_trials == 10 and res.best.is_score == max(t.is_score for t in res.trials)
+    # the same (seed, batch_size) is the same study, through optimize() too
+    again = optimize(CFG, SPACE, BARS, n_trials=10, seed=4, batch_size=4)
+    assert again.trials_frame().equals(res.trials_frame())
+    # every record is the single evaluation of its params
+    for t in res.trials:
+        single = evaluate_trial(CFG, t.params, BARS, split=plan.split, number=t.number)
+        assert (t.is_score, t.oos_score, t.flagged) == (single.is_score, single.oos_score, single.flagged)
+        assert np.array_equal(t.is_returns, single.is_returns)
+
+
+def test_a_batch_holds_distinct_proposals():
+    # after the 10 random start-up trials TPE proposes from its model: with 8 trials out at
+    # once (constant liar on), they are 8 different points
+    plan = plan_study(CFG, {"fast": {"low": 3, "high": 60}, "slow": {"low": 70, "high": 300}}, BARS,
+                      n_trials=26, seed=0)
+    asked: list = []
+
+    def evaluate(jobs):
+        asked.append([(p["fast"], p["slow"]) for _, p in jobs])
+        return [evaluate_trial(CFG, p, BARS, split=plan.split, number=n) for n, p in jobs]
+
+    run_study(plan, evaluate, batch_size=8)
+    assert [len(b) for b in asked] == [8, 8, 8, 2]
+    assert len(set(asked[1][2:])) == 6 and len(set(asked[2])) == 8  # trials 10-15 and 16-23
+
+
+def test_batched_grid_covers_the_grid_once():
+    space = {"fast": [5, 10, 20, 30], "slow": [40, 60, 80]}
+    plan = plan_study(CFG, space, BARS, sampler="grid", seed=2)
+    seen: list = []
+    res = run_study(plan, batch_recorder(plan, seen), batch_size=5)
+    assert [len(b) for b in seen] == [5, 5, 2] and res.n_trials == 12
+    assert sorted((t.params["fast"], t.params["slow"]) for t in res.trials) == sorted(
+        (f, s) for f in space["fast"] for s in space["slow"])
+
+
+def test_an_evaluator_that_loses_a_trial_is_an_error():
+    plan = plan_study(CFG, SPACE, BARS, n_trials=3)
+    with pytest.raises(RuntimeError, match=r"no record for trial\(s\) \[1\]"):
+        run_study(plan, lambda jobs: [evaluate_trial(CFG, p, BARS, split=plan.split, number=n)
+                                      for n, p in jobs if n != 1], batch_size=3)

@@ -6,9 +6,11 @@ every trial runs one backtest over all of them and reads its objective from the 
 (``ts < split``) and out-of-sample segments (see ``run_backtest(oos_start=...)``). The
 sampler only ever sees the in-sample score.
 
-Fan-out: :func:`evaluate_trial` is one trial (picklable inputs, a small record out) and
-:func:`summarize_trials` the aggregate; :func:`optimize` runs them in an Optuna ask/tell
-loop on this process.
+Fan-out: :func:`plan_study` checks everything before any trial; :func:`run_study` is the
+Optuna ask/tell loop, asking a batch of trials at a time and handing the batch to an
+evaluator (the ``optimize`` flow submits one task per trial); :func:`evaluate_trial` is one
+trial (picklable inputs, a small record out) and :func:`summarize_trials` the aggregate.
+:func:`optimize` does all of it on this process.
 
 Example::
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,7 +48,7 @@ from backlake.strategies import get_strategy
 
 __all__ = [
     "OBJECTIVES", "SAMPLERS", "OVERFIT_FLAG", "TrialRecord", "StudyResult", "optimize", "evaluate_trial",
-    "summarize_trials", "split_timestamp", "check_objective",
+    "summarize_trials", "split_timestamp", "check_objective", "StudyPlan", "plan_study", "run_study",
 ]
 
 #: Objectives (``compute_metrics`` names, all higher-is-better) a search can maximise.
@@ -57,10 +59,6 @@ OVERFIT_FLAG = 0.3
 _RANGE_KEYS = ("low", "high", "step", "log")
 
 TrialState = Literal["complete", "failed", "pruned"]
-
-
-class _UndefinedScore(Exception):
-    """A trial's in-sample objective is None (e.g. no trade): Optuna records it as failed."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,27 @@ class StudyResult:
                    "oos_score": pl.Float64, "overfit_score": pl.Float64, "flagged": pl.Boolean})
 
 
-def optimize(
+@dataclass(frozen=True)
+class StudyPlan:
+    """A validated study, ready to run: the parsed search space, the trial count, the IS/OOS
+    split and the sampler settings. Made by :func:`plan_study` (every check happens there,
+    before any trial) and run by :func:`run_study`."""
+
+    cfg: BacktestConfig
+    dists: dict[str, Any]
+    objective: str
+    sampler: str
+    n_trials: int
+    split: dt.datetime
+    seed: int
+    pbo_blocks: int
+
+
+#: Evaluates a batch of ``(trial number, params)`` and returns their records (any order).
+BatchEvaluator = Callable[[Sequence[tuple[int, dict[str, Any]]]], Sequence[TrialRecord]]
+
+
+def plan_study(
     cfg: BacktestConfig,
     space: Mapping[str, Any],
     bars: pl.DataFrame,
@@ -139,24 +157,9 @@ def optimize(
     oos_start: dt.date | dt.datetime | None = None,
     seed: int = 0,
     pbo_blocks: int = 16,
-) -> StudyResult:
-    """Search ``space`` for the parameters that maximise ``objective`` in-sample.
-
-    ``space``: parameter -> ``{"low": 5, "high": 50, "step": 5}`` (ints when low, high and step
-    are ints, else floats; ``"log": true`` for a log scale), ``{"choices": [...]}``, or a plain
-    list of values. With ``sampler="grid"`` every entry must be a list or ``choices``.
-    ``n_trials``: trials to run (default 50; for ``grid`` the grid size, and never more).
-    ``oos_fraction``: the share of the bars held out at the end (default 0.3), or ``oos_start``:
-    the first out-of-sample date (give one of the two). ``seed`` seeds the sampler.
-    ``pbo_blocks``: CSCV blocks for PBO (even; the IS period needs 2 bars per block).
-    Every bad argument raises ``ConfigError`` before any trial runs.
-
-    Example::
-
-        optimize(cfg, {"fast": [5, 10, 20], "slow": [50, 100]}, bars, sampler="grid").best_params
-    """
-    import optuna  # heavy import, only for searches
-
+) -> StudyPlan:
+    """Check every argument of :func:`optimize` (``ConfigError`` naming the field, the value and
+    the fix) and return the plan; no trial runs here."""
     check_objective(objective)
     if sampler not in SAMPLERS:
         raise ConfigError("sampler: " + unknown_name_message("sampler", str(sampler), SAMPLERS))
@@ -176,27 +179,96 @@ def optimize(
             f"pbo_blocks={pbo_blocks!r} must be even, >= 2 and at most half the in-sample returns "
             f"({n_is - 1} before the split): use e.g. {max(2, min(16, (n_is - 1) // 4 * 2))}"
         )
+    return StudyPlan(cfg, dists, objective, sampler, n_trials, split, seed, pbo_blocks)
 
-    records: list[TrialRecord] = []
 
-    def run_trial(trial) -> float:
-        params = {name: _suggest(trial, name, d) for name, d in dists.items()}
-        rec = evaluate_trial(cfg, params, bars, split=split, objective=objective, number=trial.number)
-        records.append(rec)
-        if rec.state == "pruned":
-            raise optuna.TrialPruned(rec.reason)
-        if rec.state == "failed":
-            raise _UndefinedScore(f"IS {objective} is undefined")
-        return rec.is_score  # type: ignore[return-value]
+def run_study(
+    plan: StudyPlan,
+    evaluate: BatchEvaluator,
+    *,
+    batch_size: int = 1,
+    on_trial: Callable[[TrialRecord, int, int], None] | None = None,
+) -> StudyResult:
+    """Run ``plan`` as an Optuna ask/tell loop: ask ``batch_size`` trials, hand them to
+    ``evaluate`` together (a caller fans them out), tell the scores, repeat.
 
+    While a batch is out, TPE's constant liar treats its trials as running, so the proposals
+    of one batch differ from each other; the grid sampler never hands out a running grid
+    point twice. The batch size therefore shapes which trials TPE proposes: a study is
+    reproducible for a given ``(seed, batch_size)``, and ``batch_size=1`` is the plain
+    sequential study. ``on_trial(record, done, total)`` is called as each record is told.
+    """
+    import optuna  # heavy import, only for searches
+
+    batch_size = _check_count("batch_size", batch_size, "e.g. 4 (trials evaluated at once)")
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed/pruned trials are counted, not logged
+    records: list[TrialRecord] = []
     try:
-        study = optuna.create_study(direction="maximize", sampler=_sampler(optuna, sampler, dists, seed))
-        study.optimize(run_trial, n_trials=n_trials, catch=(_UndefinedScore,))
+        study = optuna.create_study(direction="maximize", sampler=_sampler(optuna, plan.sampler, plan.dists, plan.seed))
+        while len(records) < plan.n_trials:
+            asked = [study.ask() for _ in range(min(batch_size, plan.n_trials - len(records)))]
+            jobs = [(t.number, {name: _suggest(t, name, d) for name, d in plan.dists.items()}) for t in asked]
+            by_number = {r.number: r for r in evaluate(jobs)}
+            missing = sorted({n for n, _ in jobs} - set(by_number))
+            if missing:
+                raise RuntimeError(f"the trial evaluator returned no record for trial(s) {missing}")
+            for trial in asked:
+                rec = by_number[trial.number]
+                if rec.state == "pruned":
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                elif rec.state == "failed":
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    study.tell(trial, rec.is_score)
+                records.append(rec)
+                if on_trial is not None:
+                    on_trial(rec, len(records), plan.n_trials)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    return summarize_trials(records, objective=objective, sampler=sampler, split=split, pbo_blocks=pbo_blocks)
+    return summarize_trials(records, objective=plan.objective, sampler=plan.sampler, split=plan.split,
+                            pbo_blocks=plan.pbo_blocks)
+
+
+def optimize(
+    cfg: BacktestConfig,
+    space: Mapping[str, Any],
+    bars: pl.DataFrame,
+    *,
+    objective: str = "sharpe",
+    n_trials: int | None = None,
+    sampler: str = "tpe",
+    oos_fraction: float | None = None,
+    oos_start: dt.date | dt.datetime | None = None,
+    seed: int = 0,
+    pbo_blocks: int = 16,
+    batch_size: int = 1,
+) -> StudyResult:
+    """Search ``space`` for the parameters that maximise ``objective`` in-sample, on this process.
+
+    ``space``: parameter -> ``{"low": 5, "high": 50, "step": 5}`` (ints when low, high and step
+    are ints, else floats; ``"log": true`` for a log scale), ``{"choices": [...]}``, or a plain
+    list of values. With ``sampler="grid"`` every entry must be a list or ``choices``.
+    ``n_trials``: trials to run (default 50; for ``grid`` the grid size, and never more).
+    ``oos_fraction``: the share of the bars held out at the end (default 0.3), or ``oos_start``:
+    the first out-of-sample date (give one of the two). ``seed`` seeds the sampler.
+    ``pbo_blocks``: CSCV blocks for PBO (even; the IS period needs 2 bars per block).
+    ``batch_size``: trials proposed together (see :func:`run_study`; the ``optimize`` flow
+    evaluates each batch as parallel tasks; here they run one after another).
+    Every bad argument raises ``ConfigError`` before any trial runs.
+
+    Example::
+
+        optimize(cfg, {"fast": [5, 10, 20], "slow": [50, 100]}, bars, sampler="grid").best_params
+    """
+    plan = plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
+                      oos_fraction=oos_fraction, oos_start=oos_start, seed=seed, pbo_blocks=pbo_blocks)
+
+    def evaluate(jobs: Sequence[tuple[int, dict[str, Any]]]) -> list[TrialRecord]:
+        return [evaluate_trial(cfg, params, bars, split=plan.split, objective=objective, number=n)
+                for n, params in jobs]
+
+    return run_study(plan, evaluate, batch_size=batch_size)
 
 
 def evaluate_trial(
@@ -369,10 +441,17 @@ def _parse_range(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _sampler(optuna, name: str, dists: dict[str, Any], seed: int):
     if name == "grid":
-        return optuna.samplers.GridSampler(dists, seed=seed)
+
+        class _Grid(optuna.samplers.GridSampler):
+            def after_trial(self, study, trial, state, values) -> None:
+                # Optuna's grid sampler stops an optimize() loop once the grid is exhausted; the
+                # ask/tell loop here never asks for more trials than the grid holds.
+                pass
+
+        return _Grid(dists, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: running trials count as bad
 
 
 def _suggest(trial, name: str, dist: Any) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from backlake.errors import ConfigError
 from backlake.lake import Lake
 from backlake.settings import get_settings
 
 RUNNERS = ("thread", "dask")
+_TERMINAL = ("completed", "failed", "cancelled")
 
 
 def open_lake(lake_uri: str | None = None) -> Lake:
@@ -46,3 +49,43 @@ class Opaque:
 
     def __setstate__(self, value) -> None:
         self.value = value
+
+
+def flow_run_tag(flow_run_id=None) -> str:
+    """``"prefect flow run <id>"`` for the flow run in progress (or ``flow_run_id``): the
+    message of the ``running`` events a flow records, which ties its lake runs to the Prefect
+    flow run; ``""`` outside a flow run."""
+    if flow_run_id is None:
+        from prefect.runtime import flow_run
+
+        flow_run_id = flow_run.id
+    return f"prefect flow run {flow_run_id}" if flow_run_id else ""
+
+
+def mark_stopped(status: str):
+    """A Prefect state hook (``on_cancellation``, ``on_crashed``) recording ``status`` for every
+    lake run the flow run started and did not finish.
+
+    The runs are found by their ``running`` events' message (:func:`flow_run_tag`), not by
+    recomputing run ids, which would differ if new bars had landed since the flow started.
+    The hook runs in the flow's process or in its runner's (cancellation kills the flow's
+    process first); it never raises, so it cannot mask the state Prefect is recording."""
+
+    def hook(flow, flow_run, state) -> None:
+        log = logging.getLogger("backlake.flows")
+        try:
+            lake = open_lake((flow_run.parameters or {}).get("lake_uri"))
+            started = lake.read("run_events", columns=["run_id"], where={"message": flow_run_tag(flow_run.id)})
+            ids = sorted(set(started["run_id"].to_list()))
+            if not ids:
+                return
+            ended = lake.read("run_events", columns=["run_id"], where={"run_id": ids, "status": list(_TERMINAL)})
+            open_ids = sorted(set(ids) - set(ended["run_id"].to_list()))
+            from backlake.lake.runs import record_events
+
+            record_events(lake, open_ids, status, state.message or status)
+            log.info("flow run %s %s: recorded %s for %d run(s)", flow_run.id, state.type.value, status, len(open_ids))
+        except Exception:
+            log.warning("could not record %s for flow run %s", status, flow_run.id, exc_info=True)
+
+    return hook

@@ -17,7 +17,7 @@ from backlake.lake.runs import (
     plan_runs,
     record_events,
 )
-from flows._common import Opaque, open_lake
+from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -32,7 +32,7 @@ def commit_task(outcomes: Opaque, lake_uri: str | None) -> None:
     commit_outcomes(open_lake(lake_uri), outcomes.value)
 
 
-@flow(name="backtest")
+@flow(name="backtest", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str | None = None) -> list[dict]:
     """Run backtests and record them; returns one summary dict per run (new or already stored)."""
     log = get_run_logger()
@@ -44,7 +44,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     log.info("%d run(s): %d new, %d already in the lake", len(plan), len(todo), len(plan) - len(todo))
     ids = [p.run_id for p in todo]
     record_events(lake, ids, "pending")
-    record_events(lake, ids, "running")
+    record_events(lake, ids, "running", flow_run_tag())
     futures = backtest_task.map(todo, unmapped(lake_uri))
     outcomes = [f.result() for f in futures]
     commit_task(Opaque(outcomes), lake_uri)

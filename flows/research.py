@@ -18,7 +18,7 @@ from backlake.errors import ConfigError
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.optimize import check_objective
 from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import Opaque, open_lake
+from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
 
 # the modules (backlake.research re-exports functions of the same names)
 opt = importlib.import_module("backlake.research.optimize")
@@ -56,7 +56,7 @@ def trial_task(cfg: BacktestConfig, params: dict, bars: Opaque, split: dt.dateti
     return opt.evaluate_trial(cfg, params, bars.value, split=split, objective=objective, number=number)
 
 
-@flow(name="optimize")
+@flow(name="optimize", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str = "sharpe", n_trials: int = 50,
                   sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 4,
                   lake_uri: str | None = None) -> dict:
@@ -81,7 +81,8 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         return _stored(lake, run_id)
     log = get_run_logger()
     started = dt.datetime.now(dt.timezone.utc)
-    record_events(lake, [run_id], "running")
+    record_events(lake, [run_id], "pending")
+    record_events(lake, [run_id], "running", flow_run_tag())
     shared = Opaque(bars)
     job = f"optimize {run_id[:12]}"
 
@@ -119,7 +120,7 @@ def window_task(cfg: BacktestConfig, grid: dict, bars: Opaque, window, objective
     return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
 
 
-@flow(name="walk_forward")
+@flow(name="walk_forward", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int | str, test: int | str,
                       step: int | str | None = None, mode: str = "rolling", objective: str = "sharpe",
                       lake_uri: str | None = None) -> dict:
@@ -137,7 +138,8 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
     if already_done(lake, run_id):
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
-    record_events(lake, [run_id], "running")
+    record_events(lake, [run_id], "pending")
+    record_events(lake, [run_id], "running", flow_run_tag())
     futures = [window_task.submit(cfg, grid, Opaque(bars), w, objective) for w in windows]
     results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
     res = wf.aggregate_windows(cfg, results, objective=objective)
@@ -159,7 +161,7 @@ def paths_task(base: Opaque, bars: Opaque, method: str, n_paths: int, seed: int,
                              block_size=block_size).with_columns(pl.lit(seed).alias("seed"))
 
 
-@flow(name="monte_carlo")
+@flow(name="monte_carlo", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_paths: int = 1000,
                      seeds: list[int] | None = None, block_size: int = 20, confidence: float = 0.95,
                      ruin_drawdown: float = 0.5, lake_uri: str | None = None) -> dict:
@@ -182,7 +184,8 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     base = run_backtest(cfg, bars)
-    record_events(lake, [run_id], "running")
+    record_events(lake, [run_id], "pending")
+    record_events(lake, [run_id], "running", flow_run_tag())
     futures = [paths_task.submit(Opaque(base), Opaque(bars), method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)

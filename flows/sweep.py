@@ -20,7 +20,7 @@ from backlake.research.sweep_run import (
     run_chunk,
     stored_summary,
 )
-from flows._common import Opaque, open_lake
+from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
@@ -35,21 +35,7 @@ def commit_trials_task(plan: Opaque, batch: int, frames: Opaque, lake_uri: str |
     return commit_trial_batch(open_lake(lake_uri), plan.value, batch, frames.value)
 
 
-def _mark(status: str):
-    def hook(flow, flow_run, state) -> None:  # Prefect state hook: record why the sweep stopped
-        p = flow_run.parameters
-        try:
-            lake = open_lake(p.get("lake_uri"))
-            plan = plan_sweep(lake, BacktestConfig.model_validate(p["config"]), p["grid"],
-                              chunk_size=p.get("chunk_size", 1000), objective=p.get("objective", "sharpe"))
-            record_events(lake, [plan.run_id], status, state.message or status)
-        except Exception:  # the hook must not mask the original state
-            pass
-
-    return hook
-
-
-@flow(name="sweep", on_cancellation=[_mark("cancelled")], on_crashed=[_mark("failed")])
+@flow(name="sweep", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def sweep_flow(
     config: dict[str, Any],
     grid: dict[str, list],
@@ -67,7 +53,7 @@ def sweep_flow(
         return stored_summary(lake, plan)
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [plan.run_id], "pending")
-    record_events(lake, [plan.run_id], "running")
+    record_events(lake, [plan.run_id], "running", flow_run_tag())
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
     bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version

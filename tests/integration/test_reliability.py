@@ -1,7 +1,7 @@
 """Reliability of the lake's write protocol on a moto S3 server over HTTP: many concurrent
 writer processes, a task that fails after its commit landed and is retried, a flow process
 killed with SIGKILL in the middle of a sweep, and replaying a run against the data versions
-it recorded (Delta time travel)."""
+it recorded (Delta time travel), and a running sweep cancelled through Prefect."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from backlake.config import BacktestConfig
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
-from backlake.lake import Lake
+from backlake.lake import Lake, connect
 from backlake.lake.runs import (
     PlannedRun,
     commit_outcomes,
@@ -505,7 +505,111 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
     assert sorted(events) == ["completed", "pending", "pending", "running", "running"]
 
 
-# -- 4. replay against the recorded data versions ---------------------------------------------
+# -- 4. a running sweep cancelled through Prefect ---------------------------------------------
+SERVE_CHILD = r"""
+from flows.sweep import sweep_flow
+sweep_flow.serve(name="cancel-test")
+"""
+
+# long enough that after its first batch commit the sweep still has most of its work ahead of
+# it (a minute or more here), far longer than a cancellation takes to reach it
+CANCEL_CFG = {"strategy": "bollinger_bands", "params": {"window": 20, "num_std": 2.0}, "universe": ["SYN0"]}
+CANCEL_GRID = {"window": list(range(5, 125)), "num_std": [round(1.0 + 0.05 * i, 2) for i in range(60)]}
+CANCEL_CHUNK = 50
+
+
+async def flow_run_state(flow_run_id):
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).state
+
+
+async def request_cancellation(flow_run_id):
+    """What ``prefect flow-run cancel`` and the UI's Cancel button do: propose CANCELLING."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import State
+
+    async with get_client() as client:
+        return await client.set_flow_run_state(flow_run_id, State(type=StateType.CANCELLING))
+
+
+@pytest.mark.prefect
+@pytest.mark.timeout(420)
+def test_sweep_cancelled_through_prefect_ends_cancelled_with_nothing_visible(
+    prefect_harness, s3_settings: Settings, tmp_path: Path
+):
+    import asyncio
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.settings import get_current_settings
+
+    lake = Lake(s3_settings)
+    ingest_synthetic(lake, ("SYN0",), periods=50_000, seed=4)
+    lake.ensure_all()
+    plan = plan_sweep(lake, BacktestConfig.model_validate(CANCEL_CFG), CANCEL_GRID, chunk_size=CANCEL_CHUNK)
+    sizes = [sum(len(plan.chunks[k]) for k in group) for group in batches(len(plan.chunks))]
+    assert len(sizes) == 8 and plan.report.n_valid == 7200
+
+    # a served deployment of the sweep flow (a Prefect runner in its own process, talking to
+    # this session's Prefect server): cancellation reaches a flow run through its runner
+    prefect_home = tmp_path / "prefect-home"
+    prefect_home.mkdir()
+    env = child_env(PREFECT_API_URL=str(get_current_settings().api.url), PREFECT_HOME=str(prefect_home),
+                    PREFECT_LOGGING_LEVEL="INFO")
+    log = tmp_path / "runner.log"
+    t0 = time.monotonic()
+    with spawned([sys.executable, "-c", SERVE_CHILD], log, env) as runner:
+        def submitted():
+            if runner.poll() is not None:
+                pytest.fail(f"the runner exited (rc={runner.returncode}):\n{log.read_text()[-5000:]}")
+            try:  # the deployment exists once the runner has registered it
+                return run_deployment("sweep/cancel-test", timeout=0, parameters={
+                    "config": CANCEL_CFG, "grid": CANCEL_GRID, "chunk_size": CANCEL_CHUNK})
+            except Exception:
+                return None
+
+        flow_run = wait_until(submitted, 90, "deployment sweep/cancel-test served", interval=0.5)
+
+        def first_batch_committed() -> bool:
+            state = asyncio.run(flow_run_state(flow_run.id))
+            if state is not None and state.is_final():
+                pytest.fail(f"the sweep ended ({state.type.value}) before it was cancelled:\n{log.read_text()[-5000:]}")
+            return lake.version("trials") >= 1
+
+        wait_until(first_batch_committed, 240, "first trial batch committed", interval=0.2)
+        committed_at_cancel = lake.read("trials", where={"parent_id": plan.run_id}).height
+        assert asyncio.run(request_cancellation(flow_run.id)).status.value == "ACCEPT"
+        t_cancel = time.monotonic()
+        state = wait_until(lambda: (st := asyncio.run(flow_run_state(flow_run.id))).is_final() and st, 150,
+                           "flow run reached a final state", interval=0.5)
+        print(f"\ncancel requested {t_cancel - t0:.1f}s in with {committed_at_cancel} trials committed; "
+              f"{state.type.value} {time.monotonic() - t_cancel:.1f}s later")
+        assert state.type == StateType.CANCELLED, f"{state.type}: {state.message}\n{log.read_text()[-5000:]}"
+
+        # nothing visible: no runs row, and the flow process is gone, so nothing more lands
+        versions = {t: lake.version(t) for t in ("trials", "runs", "run_events")}
+        time.sleep(3)
+        assert {t: lake.version(t) for t in versions} == versions, "the cancelled sweep kept writing"
+        assert runner.poll() is None, "cancelling a flow run must not take its runner down"
+
+    assert lake.read("runs", where={"run_id": plan.run_id}).is_empty(), "a cancelled sweep is visible in runs"
+    trials = lake.read("trials", where={"parent_id": plan.run_id})
+    assert 0 < trials.height < plan.report.n_valid, "the cancellation should land mid-sweep"
+    assert trials.height in {sum(sizes[:b]) for b in range(1, len(sizes))}  # whole batches only
+    assert_unique(trials, ["trial"], "trials")
+    with connect(s3_settings) as con:  # readers join completed runs only: the sweep's trials stay hidden
+        n = con.sql("SELECT count(*) FROM runs r JOIN trials t ON t.parent_id = r.run_id "
+                    "WHERE r.status = 'completed'").fetchone()[0]
+    assert n == 0
+    events = lake.read("run_events", where={"run_id": plan.run_id}).sort("ts")
+    assert events["status"].to_list() == ["pending", "running", "cancelled"]
+    assert events["message"][-1]  # the cancellation's message is kept
+
+
+# -- 5. replay against the recorded data versions ---------------------------------------------
 @pytest.mark.prefect
 @pytest.mark.timeout(300)
 def test_replay_pinned_to_recorded_versions_reproduces_metrics(prefect_harness, s3_settings: Settings):

@@ -1,0 +1,49 @@
+"""The cancellation / crash hook of the flows: it records the stop for exactly the lake runs
+its flow run started and did not finish, found through their ``running`` events."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import State
+
+from backlake.data.ingest import ingest_bars
+from backlake.data.synthetic import synthetic_bars
+from backlake.lake import Lake
+from backlake.lake.runs import record_events
+from backlake.settings import Settings
+from flows._common import flow_run_tag, mark_stopped
+
+
+def test_hook_marks_only_the_unfinished_runs_of_its_flow_run(local_settings: Settings):
+    lake = Lake(local_settings)
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    record_events(lake, ["a", "b", "c"], "pending")
+    record_events(lake, ["a", "b"], "running", flow_run_tag(mine))
+    record_events(lake, ["c"], "running", flow_run_tag(other))
+    record_events(lake, ["a"], "completed")
+    # new bars after the start do not matter: the runs are found by their events, not re-derived
+    ingest_bars(lake, synthetic_bars(("SYN0",), periods=50, seed=1))
+
+    run = FlowRun(id=mine, flow_id=uuid.uuid4(), parameters={"config": {}, "lake_uri": None})
+    mark_stopped("cancelled")(None, run, State(type=StateType.CANCELLING, message="cancelled from the UI"))
+    events = lake.read("run_events").sort("ts", "run_id")
+    last = {r: s for r, s in events.select("run_id", "status").iter_rows()}
+    assert last == {"a": "completed", "b": "cancelled", "c": "running"}
+    cancelled = events.filter(events["status"] == "cancelled")
+    assert cancelled["run_id"].to_list() == ["b"] and cancelled["message"].to_list() == ["cancelled from the UI"]
+
+    # a second delivery (runner and engine both reacting) adds nothing
+    version = lake.version("run_events")
+    mark_stopped("cancelled")(None, run, State(type=StateType.CANCELLING))
+    assert lake.version("run_events") == version
+
+
+def test_hook_never_raises(tmp_path, caplog: pytest.LogCaptureFixture):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the lake directory should be")
+    run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), parameters={"lake_uri": str(blocker / "lake")})
+    mark_stopped("failed")(None, run, State(type=StateType.CRASHED, message="process died"))
+    assert "could not record failed" in caplog.text

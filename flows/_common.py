@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from backlake.errors import ConfigError
 from backlake.lake import Lake
@@ -32,6 +33,45 @@ def task_runner(runner: str = "thread", address: str | None = None, n_workers: i
         return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
                                               "dashboard_address": None})
     raise ConfigError(f"runner={runner!r}: use one of {', '.join(RUNNERS)}")
+
+
+class PinnedBars:
+    """The bars a task needs, as a reference that travels light: the frame itself for tasks on
+    this process (threads), and only (lake, config, ``bars`` version) when pickled to a Dask
+    worker, which then reads the bars from the lake once per process and keeps them for the
+    next task (a frame of a million rows shipped with every task would dominate a study).
+    Like :class:`Opaque`, Prefect does not walk it; tasks read ``.value``."""
+
+    __slots__ = ("_frame", "lake_uri", "cfg", "version")
+    _cache: dict[tuple, object] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, frame, lake_uri: str | None, cfg, version: int) -> None:
+        self._frame, self.lake_uri, self.cfg, self.version = frame, lake_uri, cfg, version
+
+    @property
+    def value(self):
+        if self._frame is None:
+            lake = open_lake(self.lake_uri)
+            key = (lake.settings.lake_uri, tuple(self.cfg.symbols), self.cfg.benchmark, self.cfg.timeframe,
+                   self.version)
+            with self._lock:
+                frame = self._cache.get(key)
+                if frame is None:
+                    from backlake.lake.runs import load_bars
+
+                    frame = load_bars(lake, self.cfg, self.version)
+                    self._cache.clear()  # one pinned frame per worker process is enough
+                    self._cache[key] = frame
+            self._frame = frame
+        return self._frame
+
+    def __getstate__(self):
+        return (self.lake_uri, self.cfg, self.version)
+
+    def __setstate__(self, state) -> None:
+        self._frame = None
+        self.lake_uri, self.cfg, self.version = state
 
 
 class Opaque:

@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default="tpe", help="tpe, random or grid")
     s.add_argument("--oos-fraction", type=float, default=0.3)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--parallel", type=int, default=4,
-                   help="trials proposed and run at once as parallel tasks (part of the study's identity)")
+    s.add_argument("--parallel", type=int, default=1,
+                   help="trials proposed and run at once as parallel tasks (default 1: the study in one task; "
+                        "part of the study's identity)")
     runner_options(s)
     progress_option(s)
     s.set_defaults(fn=cmd_optimize)

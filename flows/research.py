@@ -18,7 +18,7 @@ from backlake.errors import ConfigError
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.optimize import check_objective
 from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
+from flows._common import Opaque, PinnedBars, flow_run_tag, mark_stopped, open_lake
 
 # the modules (backlake.research re-exports functions of the same names)
 opt = importlib.import_module("backlake.research.optimize")
@@ -51,20 +51,34 @@ def _results(futures: list, job: str, unit: str) -> list:
 
 # -- optimize ----------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE, task_run_name="trial-{number}")
-def trial_task(cfg: BacktestConfig, params: dict, bars: Opaque, split: dt.datetime, objective: str, number: int):
+def trial_task(cfg: BacktestConfig, params: dict, bars: PinnedBars, split: dt.datetime, objective: str, number: int):
     """One Optuna trial: a backtest over the bars, scored in- and out-of-sample."""
     return opt.evaluate_trial(cfg, params, bars.value, split=split, objective=objective, number=number)
 
 
+@task(cache_policy=NO_CACHE)
+def study_task(plan: Opaque, bars: PinnedBars, job: str):
+    """The whole study in one task, one trial after another (``parallel=1``: no per-trial task
+    overhead, which outweighs a backtest of a few milliseconds)."""
+    p, b = plan.value, bars.value
+
+    def evaluate(jobs):
+        return [opt.evaluate_trial(p.cfg, params, b, split=p.split, objective=p.objective, number=n) for n, params in jobs]
+
+    return opt.run_study(p, evaluate, on_trial=lambda rec, done, total: progress.report(job, done, total, "trials"))
+
+
 @flow(name="optimize", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
 def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str = "sharpe", n_trials: int = 50,
-                  sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 4,
+                  sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 1,
                   lake_uri: str | None = None) -> dict:
     """Optuna search with IS/OOS scores, overfitting flags, PBO and deflated Sharpe, into the lake.
 
-    The study asks ``parallel`` trials at a time and runs them as parallel tasks (TPE's
-    constant liar keeps a batch's proposals apart). The batch size shapes the proposals, so
-    it is part of the run's identity: the same seed and ``parallel`` give the same study."""
+    ``parallel=1`` (default) runs the study in one task, one trial after another. With
+    ``parallel=N`` the study asks N trials at a time and runs them as N parallel tasks (TPE's
+    constant liar keeps a batch's proposals apart): worth it when a trial takes far longer
+    than a task's overhead, or on a Dask cluster. The batch size shapes the proposals, so it
+    is part of the run's identity: the same seed and ``parallel`` give the same study."""
     cfg = BacktestConfig.model_validate(config)
     check_objective(objective)
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
@@ -83,7 +97,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    shared = Opaque(bars)
+    shared = PinnedBars(bars, lake_uri, cfg, versions["bars"])
     job = f"optimize {run_id[:12]}"
 
     def evaluate(jobs):
@@ -96,7 +110,10 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
             log.info("optimize %s: %d / %d trials", run_id, done, total)
 
     progress.report(job, 0, plan.n_trials, "trials")
-    study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
+    if parallel == 1:
+        study = study_task(Opaque(plan), shared, job)
+    else:
+        study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
     best = {**cfg.params, **(study.best_params or {})}
     full = run_backtest(cfg.model_copy(update={"params": best}), bars, oos_start=study.split)
     study_metrics = {"pbo": study.pbo, "deflated_sharpe": study.deflated_sharpe, "n_trials": float(study.n_trials),
@@ -115,7 +132,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
 
 # -- walk-forward ------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE, task_run_name="window-{window.index}")
-def window_task(cfg: BacktestConfig, grid: dict, bars: Opaque, window, objective: str):
+def window_task(cfg: BacktestConfig, grid: dict, bars: PinnedBars, window, objective: str):
     """Optimise on one train window, evaluate on its test window."""
     return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
 
@@ -140,7 +157,8 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    futures = [window_task.submit(cfg, grid, Opaque(bars), w, objective) for w in windows]
+    pinned = PinnedBars(bars, lake_uri, cfg, versions["bars"])
+    futures = [window_task.submit(cfg, grid, pinned, w, objective) for w in windows]
     results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
     res = wf.aggregate_windows(cfg, results, objective=objective)
     commit_research_run(
@@ -155,7 +173,7 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
 
 # -- Monte Carlo -------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE, task_run_name="mc-seed-{seed}")
-def paths_task(base: Opaque, bars: Opaque, method: str, n_paths: int, seed: int, block_size: int) -> pl.DataFrame:
+def paths_task(base: Opaque, bars: PinnedBars, method: str, n_paths: int, seed: int, block_size: int) -> pl.DataFrame:
     """One seed's paths."""
     return mc.simulate_paths(base.value, bars.value, method=method, n_paths=n_paths, seed=seed,
                              block_size=block_size).with_columns(pl.lit(seed).alias("seed"))
@@ -186,7 +204,8 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
     base = run_backtest(cfg, bars)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    futures = [paths_task.submit(Opaque(base), Opaque(bars), method, n_paths, s, block_size) for s in seeds]
+    pinned = PinnedBars(bars, lake_uri, cfg, versions["bars"])
+    futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)
     ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}

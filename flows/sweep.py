@@ -20,11 +20,11 @@ from backlake.research.sweep_run import (
     run_chunk,
     stored_summary,
 )
-from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
+from flows._common import Opaque, PinnedBars, flow_run_tag, mark_stopped, open_lake
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
-def sweep_chunk_task(plan: Opaque, chunk: int, bars: Opaque, lake_uri: str | None):
+def sweep_chunk_task(plan: Opaque, chunk: int, bars: PinnedBars, lake_uri: str | None):
     """One chunk of combinations on the pinned bars (compute only)."""
     return run_chunk(open_lake(lake_uri), plan.value, chunk, bars.value)
 
@@ -60,7 +60,8 @@ def sweep_flow(
     # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
     job, total = f"sweep {plan.run_id[:12]}", len(plan.chunks)
     progress.report(job, 0, total, "chunks")
-    futures = [sweep_chunk_task.submit(Opaque(plan), k, Opaque(bars), lake_uri) for k in range(total)]
+    pinned = PinnedBars(bars, lake_uri, cfg, plan.data_versions["bars"])
+    futures = [sweep_chunk_task.submit(Opaque(plan), k, pinned, lake_uri) for k in range(total)]
     frames: list = []
     try:
         for b, chunk_ids in enumerate(batches(total)):

@@ -12,6 +12,12 @@
   z-ordered by run_id by maintenance), and the dashboard's comparison query through
   `backlake.lake.connect()`: metrics of 5 runs side by side plus their equity curves. Median
   of 5 queries on a warm connection, and the first query on a fresh connection.
+- optimize: a 32-trial TPE study on two workloads (SMA crossover on the S&P 500 sample, a
+  few ms a trial; RSI mean reversion on 20 synthetic assets x 40,000 bars, ~0.25 s a trial):
+  the library study on this process vs the `optimize` flow with --parallel 1 (the study in
+  one task), --parallel 4 on threads, on a new 2-worker local Dask cluster per flow run
+  (the default of --runner dask) and on a running 2-worker cluster given by address (Prefect
+  server running; every run a new seed, so nothing is reused; best of 2). Informational.
 """
 
 from __future__ import annotations
@@ -224,6 +230,78 @@ def bench_query(rows: list, n_runs: int) -> dict:
     return {"runs": n_runs, "query_s": q, "first_query_s": first, "build_s": build}
 
 
+OPT_SPACE = {"fast": {"low": 5, "high": 50}, "slow": {"low": 20, "high": 200, "step": 2}}
+HEAVY_SYMBOLS = [f"S{i:02d}" for i in range(20)]
+HEAVY_CFG = {"strategy": "rsi_mean_reversion", "universe": HEAVY_SYMBOLS, "sizing": {"method": "equal_weight"}}
+HEAVY_SPACE = {"window": {"low": 5, "high": 30}, "oversold": {"low": 15.0, "high": 40.0}}
+
+
+def bench_optimize(rows: list, n_trials: int = 32) -> dict:
+    import backlake as bl
+    from backlake.data.ingest import ingest_bars
+    from backlake.data.samples import load_samples
+    from backlake.data.synthetic import synthetic_bars
+    from backlake.lake import Lake
+    from backlake.research.optimize import optimize
+    from backlake.settings import Settings
+
+    workloads = {
+        "S&P 500 daily, 1 asset": (CFG, OPT_SPACE, lambda: load_samples(["SP500"])),
+        "20 assets x 40,000 bars": (HEAVY_CFG, HEAVY_SPACE,
+                                    lambda: synthetic_bars(HEAVY_SYMBOLS, periods=40_000, seed=1)),
+    }
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_prefect_server(Path(tmp) / "prefect")
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            from flows._common import task_runner
+            from flows.research import optimize_flow
+
+            from distributed import LocalCluster
+
+            dask_flow = optimize_flow.with_options(task_runner=task_runner("dask", n_workers=2))
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            on_cluster = optimize_flow.with_options(task_runner=task_runner("dask", cluster.scheduler_address))
+            seeds = iter(range(1000))
+            for wname, (cfg_dict, space, load) in workloads.items():
+                lake_dir = str(Path(tmp) / f"lake-{len(out)}")
+                lake = Lake(Settings(lake_uri=lake_dir))
+                ingest_bars(lake, load())
+                cfg = bl.BacktestConfig.model_validate(cfg_dict)
+                bars = lake.read("bars", where={"symbol": cfg.symbols})
+                optimize(cfg, space, bars, n_trials=4, seed=next(seeds))  # warm: numba caches, imports
+                optimize_flow(cfg_dict, space, n_trials=4, seed=next(seeds), lake_uri=lake_dir)
+
+                def flow(fn, parallel):
+                    return lambda s: fn(cfg_dict, space, n_trials=n_trials, seed=s, parallel=parallel, lake_uri=lake_dir)
+
+                cases = {
+                    "library, one process": lambda s: optimize(cfg, space, bars, n_trials=n_trials, seed=s),
+                    "flow --parallel 1 (one task)": flow(optimize_flow, 1),
+                    "flow --parallel 4, threads": flow(optimize_flow, 4),
+                    "flow --parallel 4, new local Dask cluster of 2 workers": flow(dask_flow, 4),
+                    "flow --parallel 4, running Dask cluster of 2 workers (--address)": flow(on_cluster, 4),
+                }
+                on_cluster(cfg_dict, space, n_trials=4, seed=next(seeds), parallel=4, lake_uri=lake_dir)  # warm workers
+                times: dict[str, float] = {}
+                for name, fn in cases.items():
+                    runs = []
+                    for _ in range(2):
+                        t = time.perf_counter(); fn(next(seeds)); runs.append(time.perf_counter() - t)
+                    times[name] = min(runs)
+                base = times["library, one process"]
+                per_trial = base / n_trials
+                for name, t in times.items():
+                    rows.append((f"{n_trials}-trial TPE study, {wname} (~{per_trial * 1000:.0f} ms a trial): {name}",
+                                 f"{t:.2f} s", f"{t / base:.2f}x", "(informational)"))
+                out[wname] = times
+            cluster.close()
+        finally:
+            os.killpg(proc.pid, 9)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--cases", nargs="+", default=["sweep_flow", "query"])
@@ -240,6 +318,8 @@ def main() -> None:
         res["sweep_flow"] = bench_sweep_flow(rows)
     if "query" in args.cases:
         res["query"] = bench_query(rows, args.runs)
+    if "optimize" in args.cases:
+        res["optimize"] = bench_optimize(rows)
     print(f"\n{os.cpu_count()} cores\n\n| case | measured | ratio | target |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")

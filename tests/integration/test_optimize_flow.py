@@ -63,9 +63,19 @@ def test_trials_run_as_parallel_tasks_and_match_the_library_study(prefect_harnes
     mine = [(p.done, p.total) for p in seen if p.unit == "trials"]
     assert mine == [(n, 10) for n in range(11)]
     # the batch size is part of the study's identity: another one is another run
-    other = optimize_flow(CFG, SPACE, n_trials=10, seed=3, parallel=1)
-    assert other["run_id"] != out["run_id"]
     assert optimize_flow(CFG, SPACE, n_trials=10, seed=3, parallel=4)["status"] == "existing"
+    seen.clear()
+    with progress.listening(seen.append):
+        state = optimize_flow(CFG, SPACE, n_trials=10, seed=3, parallel=1, return_state=True)
+    one = state.result()
+    assert one["run_id"] != out["run_id"]
+    # parallel=1: the sequential study in a single task, reporting each trial all the same
+    names = asyncio.run(task_run_names(state.state_details.flow_run_id))
+    assert len(names) == 1 and names[0].startswith("study_task")
+    assert [(p.done, p.total) for p in seen if p.unit == "trials"] == [(n, 10) for n in range(11)]
+    seq = optimize(cfg, SPACE, load_bars(lake, cfg, lake.version("bars")), n_trials=10, seed=3)
+    rows = lake.read("trials", where={"parent_id": one["run_id"]}).drop("parent_id").sort("trial")
+    assert rows.select(seq.trials_frame().columns).equals(seq.trials_frame())
 
 
 def test_optimize_on_dask_gives_the_same_study(prefect_harness, lake: Lake):

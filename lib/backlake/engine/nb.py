@@ -132,7 +132,7 @@ def _grow(trades: np.ndarray, n: int) -> np.ndarray:
     return bigger
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simulate_nb(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
     entries: np.ndarray, exits: np.ndarray, weights: np.ndarray, use_weights: bool,

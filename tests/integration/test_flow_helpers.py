@@ -1,8 +1,10 @@
-"""The cancellation / crash hook of the flows: it records the stop for exactly the lake runs
-its flow run started and did not finish, found through their ``running`` events."""
+"""Flow helpers: the cancellation / crash hook records the stop for exactly the lake runs its
+flow run started and did not finish (found through their ``running`` events); pinned bars
+travel to Dask workers as a reference and are read there at their pinned version."""
 
 from __future__ import annotations
 
+import pickle
 import uuid
 
 import pytest
@@ -14,7 +16,9 @@ from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
 from backlake.lake.runs import record_events
 from backlake.settings import Settings
-from flows._common import flow_run_tag, mark_stopped
+from backlake.config import BacktestConfig
+from backlake.lake.runs import load_bars
+from flows._common import PinnedBars, flow_run_tag, mark_stopped
 
 
 def test_hook_marks_only_the_unfinished_runs_of_its_flow_run(local_settings: Settings):
@@ -47,3 +51,21 @@ def test_hook_never_raises(tmp_path, caplog: pytest.LogCaptureFixture):
     run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), parameters={"lake_uri": str(blocker / "lake")})
     mark_stopped("failed")(None, run, State(type=StateType.CRASHED, message="process died"))
     assert "could not record failed" in caplog.text
+
+
+def test_pinned_bars_pickle_as_a_reference_and_load_their_version(local_settings: Settings):
+    lake = Lake(local_settings)
+    ingest_bars(lake, synthetic_bars(("SYN0", "SYN1"), periods=2000, seed=1))
+    cfg = BacktestConfig.model_validate({"strategy": "sma_crossover", "universe": ["SYN0"]})
+    version = lake.version("bars")
+    frame = load_bars(lake, cfg, version)
+    pinned = PinnedBars(frame, None, cfg, version)
+    assert pinned.value is frame  # on this process: the frame itself
+    blob = pickle.dumps(pinned)
+    assert len(blob) < 20_000 < frame.estimated_size()  # the reference, not the rows
+    # more bars land after the flow pinned its version: the worker still reads the pinned ones
+    ingest_bars(lake, synthetic_bars(("SYN0",), periods=2100, seed=1))
+    assert lake.version("bars") > version
+    on_worker = pickle.loads(blob)
+    assert on_worker.value.equals(frame)
+    assert pickle.loads(blob).value is on_worker.value  # read once per process, then shared

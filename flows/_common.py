@@ -91,41 +91,63 @@ class Opaque:
         self.value = value
 
 
-def flow_run_tag(flow_run_id=None) -> str:
-    """``"prefect flow run <id>"`` for the flow run in progress (or ``flow_run_id``): the
-    message of the ``running`` events a flow records, which ties its lake runs to the Prefect
-    flow run; ``""`` outside a flow run."""
+def flow_run_tag(flow_run_id=None, root_flow_run_id=None) -> str:
+    """The message of the ``running`` events a flow records, tying its lake runs to its Prefect
+    flow run: ``"prefect flow run <id>"``, plus ``" (in <root id>)"`` for a subflow (the demo's
+    sweep, say), so the hook of the flow run that was cancelled, the root, finds them too.
+    Without arguments: the flow run in progress; ``""`` outside a flow run."""
     if flow_run_id is None:
         from prefect.runtime import flow_run
 
         flow_run_id = flow_run.id
-    return f"prefect flow run {flow_run_id}" if flow_run_id else ""
+        if not flow_run_id:
+            return ""
+        root_flow_run_id = flow_run.root_flow_run_id
+    tag = f"prefect flow run {flow_run_id}"
+    if root_flow_run_id and str(root_flow_run_id) != str(flow_run_id):
+        tag += f" (in {root_flow_run_id})"
+    return tag
 
 
 def mark_stopped(status: str):
-    """A Prefect state hook (``on_cancellation``, ``on_crashed``) recording ``status`` for every
-    lake run the flow run started and did not finish.
+    """A Prefect state hook (``on_cancellation``, ``on_crashed``, ``on_failure``) recording
+    ``status`` for every lake run the flow run (or a subflow of it) started and did not end.
 
     The runs are found by their ``running`` events' message (:func:`flow_run_tag`), not by
-    recomputing run ids, which would differ if new bars had landed since the flow started.
-    The hook runs in the flow's process or in its runner's (cancellation kills the flow's
-    process first); it never raises, so it cannot mask the state Prefect is recording."""
+    recomputing run ids, which would differ if new bars had landed since the flow started. A
+    run counts as ended when it has a terminal event (completed, failed, cancelled) at or after
+    this flow run's ``running`` event: an earlier attempt's ``cancelled`` does not hide a
+    rerun. The hook runs in the flow's process or in its runner's (cancellation kills the
+    flow's process first); it never raises, so it cannot mask the state Prefect records."""
 
     def hook(flow, flow_run, state) -> None:
         log = logging.getLogger("backlake.flows")
         try:
-            lake = open_lake((flow_run.parameters or {}).get("lake_uri"))
-            started = lake.read("run_events", columns=["run_id"], where={"message": flow_run_tag(flow_run.id)})
-            ids = sorted(set(started["run_id"].to_list()))
-            if not ids:
-                return
-            ended = lake.read("run_events", columns=["run_id"], where={"run_id": ids, "status": list(_TERMINAL)})
-            open_ids = sorted(set(ids) - set(ended["run_id"].to_list()))
+            import polars as pl
+
             from backlake.lake.runs import record_events
 
+            lake = open_lake((flow_run.parameters or {}).get("lake_uri"))
+            events = lake.read("run_events", columns=["run_id", "status", "ts", "message"])
+            starts = (events.filter((pl.col("status") == "running")
+                                    & pl.col("message").str.contains(str(flow_run.id), literal=True))
+                      .group_by("run_id").agg(pl.col("ts").max().alias("started")))
+            if starts.is_empty():
+                return
+            ended = (events.filter(pl.col("status").is_in(_TERMINAL)).join(starts, on="run_id")
+                     .filter(pl.col("ts") >= pl.col("started")))
+            open_ids = sorted(set(starts["run_id"].to_list()) - set(ended["run_id"].to_list()))
             record_events(lake, open_ids, status, state.message or status)
             log.info("flow run %s %s: recorded %s for %d run(s)", flow_run.id, state.type.value, status, len(open_ids))
         except Exception:
             log.warning("could not record %s for flow run %s", status, flow_run.id, exc_info=True)
 
     return hook
+
+
+#: The hooks of every flow that writes runs: ``@flow(name=..., **STOP_HOOKS)``.
+STOP_HOOKS = {
+    "on_cancellation": [mark_stopped("cancelled")],
+    "on_crashed": [mark_stopped("failed")],
+    "on_failure": [mark_stopped("failed")],
+}

@@ -17,7 +17,7 @@ from backlake.lake.runs import (
     plan_runs,
     record_events,
 )
-from flows._common import Opaque, flow_run_tag, mark_stopped, open_lake
+from flows._common import Opaque, STOP_HOOKS, flow_run_tag, open_lake
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -32,7 +32,7 @@ def commit_task(outcomes: Opaque, lake_uri: str | None) -> None:
     commit_outcomes(open_lake(lake_uri), outcomes.value)
 
 
-@flow(name="backtest", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
+@flow(name="backtest", **STOP_HOOKS)
 def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str | None = None) -> list[dict]:
     """Run backtests and record them; returns one summary dict per run (new or already stored)."""
     log = get_run_logger()

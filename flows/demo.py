@@ -8,6 +8,7 @@ from prefect import flow
 
 from backlake import progress
 from backlake.settings import get_settings
+from flows._common import STOP_HOOKS
 from flows.backtest import backtest_flow
 from flows.ingest import ingest_flow
 from flows.research import walk_forward_flow
@@ -35,7 +36,7 @@ SWEEP_GRID = {"fast": [5, 10, 15, 20, 30, 50], "slow": [30, 50, 100, 150, 200]}
 WALK_FORWARD = {"grid": {"fast": [10, 20, 50], "slow": [100, 200]}, "train": "4y", "test": "1y"}
 
 
-@flow(name="demo")
+@flow(name="demo", **STOP_HOOKS)
 def demo_flow() -> dict:
     """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500
     (four steps, reported as job ``demo``; the sweep and the walk-forward report their own)."""

@@ -18,7 +18,7 @@ from backlake.errors import ConfigError
 from backlake.lake.runs import load_bars, record_events
 from backlake.research.optimize import check_objective
 from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import Opaque, PinnedBars, flow_run_tag, mark_stopped, open_lake
+from flows._common import Opaque, PinnedBars, STOP_HOOKS, flow_run_tag, open_lake
 
 # the modules (backlake.research re-exports functions of the same names)
 opt = importlib.import_module("backlake.research.optimize")
@@ -68,7 +68,7 @@ def study_task(plan: Opaque, bars: PinnedBars, job: str):
     return opt.run_study(p, evaluate, on_trial=lambda rec, done, total: progress.report(job, done, total, "trials"))
 
 
-@flow(name="optimize", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
+@flow(name="optimize", **STOP_HOOKS)
 def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str = "sharpe", n_trials: int = 50,
                   sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 1,
                   lake_uri: str | None = None) -> dict:
@@ -77,8 +77,9 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     ``parallel=1`` (default) runs the study in one task, one trial after another. With
     ``parallel=N`` the study asks N trials at a time and runs them as N parallel tasks (TPE's
     constant liar keeps a batch's proposals apart): worth it when a trial takes far longer
-    than a task's overhead, or on a Dask cluster. The batch size shapes the proposals, so it
-    is part of the run's identity: the same seed and ``parallel`` give the same study."""
+    than a task's overhead, or on a Dask cluster. The batch size shapes TPE's proposals, so
+    for TPE it is part of the run's identity: the same seed and ``parallel`` give the same
+    study (grid and random studies do not depend on it)."""
     cfg = BacktestConfig.model_validate(config)
     check_objective(objective)
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
@@ -87,7 +88,9 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         raise ConfigError(f"parallel={parallel!r}: trials evaluated at once must be a whole number >= 1, e.g. 4")
     lake = open_lake(lake_uri)
     request = {"space": space, "objective": objective, "n_trials": n_trials, "sampler": sampler,
-               "oos_fraction": oos_fraction, "seed": seed, "parallel": parallel}
+               "oos_fraction": oos_fraction, "seed": seed}
+    if sampler == "tpe" and parallel > 1:  # only TPE's proposals depend on the batch size
+        request["parallel"] = parallel
     run_id, versions, bars = _start(lake, "optimize", cfg, request)
     plan = opt.plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
                           oos_fraction=oos_fraction, seed=seed)  # every bad input fails before any task
@@ -97,7 +100,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    shared = PinnedBars(bars, lake_uri, cfg, versions["bars"])
+    shared = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     job = f"optimize {run_id[:12]}"
 
     def evaluate(jobs):
@@ -111,7 +114,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
 
     progress.report(job, 0, plan.n_trials, "trials")
     if parallel == 1:
-        study = study_task(Opaque(plan), shared, job)
+        study = study_task.submit(Opaque(plan), shared, job).result()  # on the task runner (Dask too)
     else:
         study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
     best = {**cfg.params, **(study.best_params or {})}
@@ -137,7 +140,7 @@ def window_task(cfg: BacktestConfig, grid: dict, bars: PinnedBars, window, objec
     return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
 
 
-@flow(name="walk_forward", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
+@flow(name="walk_forward", **STOP_HOOKS)
 def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int | str, test: int | str,
                       step: int | str | None = None, mode: str = "rolling", objective: str = "sharpe",
                       lake_uri: str | None = None) -> dict:
@@ -157,7 +160,7 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
     started = dt.datetime.now(dt.timezone.utc)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    pinned = PinnedBars(bars, lake_uri, cfg, versions["bars"])
+    pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     futures = [window_task.submit(cfg, grid, pinned, w, objective) for w in windows]
     results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
     res = wf.aggregate_windows(cfg, results, objective=objective)
@@ -179,7 +182,7 @@ def paths_task(base: Opaque, bars: PinnedBars, method: str, n_paths: int, seed: 
                              block_size=block_size).with_columns(pl.lit(seed).alias("seed"))
 
 
-@flow(name="monte_carlo", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
+@flow(name="monte_carlo", **STOP_HOOKS)
 def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_paths: int = 1000,
                      seeds: list[int] | None = None, block_size: int = 20, confidence: float = 0.95,
                      ruin_drawdown: float = 0.5, lake_uri: str | None = None) -> dict:
@@ -204,7 +207,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
     base = run_backtest(cfg, bars)
     record_events(lake, [run_id], "pending")
     record_events(lake, [run_id], "running", flow_run_tag())
-    pinned = PinnedBars(bars, lake_uri, cfg, versions["bars"])
+    pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))
     summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)

@@ -20,7 +20,7 @@ from backlake.research.sweep_run import (
     run_chunk,
     stored_summary,
 )
-from flows._common import Opaque, PinnedBars, flow_run_tag, mark_stopped, open_lake
+from flows._common import Opaque, PinnedBars, STOP_HOOKS, flow_run_tag, open_lake
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
@@ -35,7 +35,7 @@ def commit_trials_task(plan: Opaque, batch: int, frames: Opaque, lake_uri: str |
     return commit_trial_batch(open_lake(lake_uri), plan.value, batch, frames.value)
 
 
-@flow(name="sweep", on_cancellation=[mark_stopped("cancelled")], on_crashed=[mark_stopped("failed")])
+@flow(name="sweep", **STOP_HOOKS)
 def sweep_flow(
     config: dict[str, Any],
     grid: dict[str, list],
@@ -60,7 +60,7 @@ def sweep_flow(
     # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
     job, total = f"sweep {plan.run_id[:12]}", len(plan.chunks)
     progress.report(job, 0, total, "chunks")
-    pinned = PinnedBars(bars, lake_uri, cfg, plan.data_versions["bars"])
+    pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, plan.data_versions["bars"])
     futures = [sweep_chunk_task.submit(Opaque(plan), k, pinned, lake_uri) for k in range(total)]
     frames: list = []
     try:

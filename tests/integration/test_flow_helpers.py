@@ -45,6 +45,21 @@ def test_hook_marks_only_the_unfinished_runs_of_its_flow_run(local_settings: Set
     assert lake.version("run_events") == version
 
 
+
+def test_hook_sees_a_rerun_after_an_earlier_cancellation_and_subflows_of_its_root(local_settings: Settings):
+    lake = Lake(local_settings)
+    first, second, root = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    cancel = State(type=StateType.CANCELLING, message="cancelled")
+    # attempt 1 of run "s" is cancelled
+    record_events(lake, ["s"], "running", flow_run_tag(first))
+    mark_stopped("cancelled")(None, FlowRun(id=first, flow_id=uuid.uuid4(), parameters={}), cancel)
+    # attempt 2 (a rerun, as a subflow of a demo-like parent) is cancelled through its root
+    record_events(lake, ["s"], "running", flow_run_tag(second, root))
+    assert flow_run_tag(second, root) == f"prefect flow run {second} (in {root})"
+    mark_stopped("cancelled")(None, FlowRun(id=root, flow_id=uuid.uuid4(), parameters={}), cancel)
+    statuses = lake.read("run_events").sort("ts")["status"].to_list()
+    assert statuses == ["running", "cancelled", "running", "cancelled"]
+
 def test_hook_never_raises(tmp_path, caplog: pytest.LogCaptureFixture):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the lake directory should be")

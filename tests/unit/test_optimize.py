@@ -179,8 +179,11 @@ def test_batched_study_asks_whole_batches_and_is_reproducible():
 
 
 def test_a_batch_holds_distinct_proposals():
-    # after the 10 random start-up trials TPE proposes from its model: with 8 trials out at
-    # once (constant liar on), they are 8 different points
+    # after the 10 random start-up trials TPE proposes from its model; the sampler runs with
+    # the constant liar, which scores the trials still out as bad so a batch spreads out
+    import optuna
+
+    assert opt_mod._sampler(optuna, "tpe", {}, 0)._constant_liar is True
     plan = plan_study(CFG, {"fast": {"low": 3, "high": 60}, "slow": {"low": 70, "high": 300}}, BARS,
                       n_trials=26, seed=0)
     asked: list = []
@@ -192,6 +195,16 @@ def test_a_batch_holds_distinct_proposals():
     run_study(plan, evaluate, batch_size=8)
     assert [len(b) for b in asked] == [8, 8, 8, 2]
     assert len(set(asked[1][2:])) == 6 and len(set(asked[2])) == 8  # trials 10-15 and 16-23
+
+
+@pytest.mark.parametrize(("sampler", "space"), [
+    ("random", SPACE),
+    ("grid", {"fast": [5, 10, 20, 30], "slow": [40, 60, 80]}),
+])
+def test_random_and_grid_studies_do_not_depend_on_the_batch_size(sampler, space):
+    one = optimize(CFG, space, BARS, sampler=sampler, n_trials=12, seed=7)
+    five = optimize(CFG, space, BARS, sampler=sampler, n_trials=12, seed=7, batch_size=5)
+    assert five.trials_frame().equals(one.trials_frame())
 
 
 def test_batched_grid_covers_the_grid_once():

@@ -59,6 +59,10 @@ def test_trials_run_as_parallel_tasks_and_match_the_library_study(prefect_harnes
     assert out["best_params"] == ref.best_params and out["pbo"] == ref.pbo
     run = lake.read("runs", where={"run_id": out["run_id"]}).row(0, named=True)
     assert run["kind"] == "optimize" and json.loads(run["params"]) == {**cfg.params, **ref.best_params}
+    # the running event names the Prefect flow run (the stop hooks find the run by it)
+    events = lake.read("run_events", where={"run_id": out["run_id"]}).sort("ts")
+    assert events["status"].to_list() == ["pending", "running", "completed"]
+    assert events["message"][1] == f"prefect flow run {state.state_details.flow_run_id}"
     # progress: one report per told trial, in order, ending at 10 / 10
     mine = [(p.done, p.total) for p in seen if p.unit == "trials"]
     assert mine == [(n, 10) for n in range(11)]

@@ -7,6 +7,7 @@ import threading
 
 from backlake.errors import ConfigError
 from backlake.lake import Lake
+from backlake.lake.runs import record_events
 from backlake.settings import get_settings
 
 RUNNERS = ("thread", "dask")
@@ -109,6 +110,13 @@ def flow_run_tag(flow_run_id=None, root_flow_run_id=None) -> str:
     return tag
 
 
+def record_start(lake: Lake, run_ids) -> None:
+    """``pending`` then ``running`` for ``run_ids``, the ``running`` events tagged with this
+    flow run (:func:`flow_run_tag`) so the stop hooks can find them."""
+    record_events(lake, run_ids, "pending")
+    record_events(lake, run_ids, "running", flow_run_tag())
+
+
 def mark_stopped(status: str):
     """A Prefect state hook (``on_cancellation``, ``on_crashed``, ``on_failure``) recording
     ``status`` for every lake run the flow run (or a subflow of it) started and did not end.
@@ -124,8 +132,6 @@ def mark_stopped(status: str):
         log = logging.getLogger("backlake.flows")
         try:
             import polars as pl
-
-            from backlake.lake.runs import record_events
 
             lake = open_lake((flow_run.parameters or {}).get("lake_uri"))
             events = lake.read("run_events", columns=["run_id", "status", "ts", "message"])

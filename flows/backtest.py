@@ -15,9 +15,8 @@ from backlake.lake.runs import (
     commit_outcomes,
     execute_run,
     plan_runs,
-    record_events,
 )
-from flows._common import Opaque, STOP_HOOKS, flow_run_tag, open_lake
+from flows._common import Opaque, STOP_HOOKS, open_lake, record_start
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -43,8 +42,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     todo = [p for p in plan if not p.done]
     log.info("%d run(s): %d new, %d already in the lake", len(plan), len(todo), len(plan) - len(todo))
     ids = [p.run_id for p in todo]
-    record_events(lake, ids, "pending")
-    record_events(lake, ids, "running", flow_run_tag())
+    record_start(lake, ids)
     futures = backtest_task.map(todo, unmapped(lake_uri))
     outcomes = [f.result() for f in futures]
     commit_task(Opaque(outcomes), lake_uri)

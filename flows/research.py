@@ -15,10 +15,10 @@ from backlake import progress
 from backlake.config import BacktestConfig
 from backlake.engine import run_backtest
 from backlake.errors import ConfigError
-from backlake.lake.runs import load_bars, record_events
+from backlake.lake.runs import load_bars
 from backlake.research.optimize import check_objective
 from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import Opaque, PinnedBars, STOP_HOOKS, flow_run_tag, open_lake
+from flows._common import Opaque, PinnedBars, STOP_HOOKS, open_lake, record_start
 
 # the modules (backlake.research re-exports functions of the same names)
 opt = importlib.import_module("backlake.research.optimize")
@@ -60,12 +60,8 @@ def trial_task(cfg: BacktestConfig, params: dict, bars: PinnedBars, split: dt.da
 def study_task(plan: Opaque, bars: PinnedBars, job: str):
     """The whole study in one task, one trial after another (``parallel=1``: no per-trial task
     overhead, which outweighs a backtest of a few milliseconds)."""
-    p, b = plan.value, bars.value
-
-    def evaluate(jobs):
-        return [opt.evaluate_trial(p.cfg, params, b, split=p.split, objective=p.objective, number=n) for n, params in jobs]
-
-    return opt.run_study(p, evaluate, on_trial=lambda rec, done, total: progress.report(job, done, total, "trials"))
+    return opt.run_study(plan.value, opt.sequential_evaluator(plan.value, bars.value),
+                         on_trial=lambda rec, done, total: progress.report(job, done, total, "trials"))
 
 
 @flow(name="optimize", **STOP_HOOKS)
@@ -82,8 +78,6 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     study (grid and random studies do not depend on it)."""
     cfg = BacktestConfig.model_validate(config)
     check_objective(objective)
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(f"n_trials={n_trials!r}: run at least 1 trial, e.g. 50")
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise ConfigError(f"parallel={parallel!r}: trials evaluated at once must be a whole number >= 1, e.g. 4")
     lake = open_lake(lake_uri)
@@ -98,8 +92,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         return _stored(lake, run_id)
     log = get_run_logger()
     started = dt.datetime.now(dt.timezone.utc)
-    record_events(lake, [run_id], "pending")
-    record_events(lake, [run_id], "running", flow_run_tag())
+    record_start(lake, [run_id])
     shared = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     job = f"optimize {run_id[:12]}"
 
@@ -158,8 +151,7 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
     if already_done(lake, run_id):
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
-    record_events(lake, [run_id], "pending")
-    record_events(lake, [run_id], "running", flow_run_tag())
+    record_start(lake, [run_id])
     pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     futures = [window_task.submit(cfg, grid, pinned, w, objective) for w in windows]
     results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
@@ -205,8 +197,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
         return _stored(lake, run_id)
     started = dt.datetime.now(dt.timezone.utc)
     base = run_backtest(cfg, bars)
-    record_events(lake, [run_id], "pending")
-    record_events(lake, [run_id], "running", flow_run_tag())
+    record_start(lake, [run_id])
     pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
     futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size) for s in seeds]
     paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))

@@ -20,7 +20,7 @@ from backlake.research.sweep_run import (
     run_chunk,
     stored_summary,
 )
-from flows._common import Opaque, PinnedBars, STOP_HOOKS, flow_run_tag, open_lake
+from flows._common import Opaque, PinnedBars, STOP_HOOKS, open_lake, record_start
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
@@ -52,8 +52,7 @@ def sweep_flow(
         log.info("sweep %s is already in the lake", plan.run_id)
         return stored_summary(lake, plan)
     started = dt.datetime.now(dt.timezone.utc)
-    record_events(lake, [plan.run_id], "pending")
-    record_events(lake, [plan.run_id], "running", flow_run_tag())
+    record_start(lake, [plan.run_id])
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
     bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version

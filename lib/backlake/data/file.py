@@ -27,7 +27,7 @@ import polars as pl
 
 from backlake._suggest import unknown_name_message
 from backlake.config import TIMEFRAMES
-from backlake.data.validate import BAR_COLUMNS, BARS_SCHEMA
+from backlake.data.validate import BARS_SCHEMA
 from backlake.errors import ConfigError
 
 __all__ = ["read_bars_file", "DEFAULT_ALIASES"]

@@ -49,6 +49,7 @@ from backlake.strategies import get_strategy
 __all__ = [
     "OBJECTIVES", "SAMPLERS", "OVERFIT_FLAG", "TrialRecord", "StudyResult", "optimize", "evaluate_trial",
     "summarize_trials", "split_timestamp", "check_objective", "StudyPlan", "plan_study", "run_study",
+    "sequential_evaluator",
 ]
 
 #: Objectives (``compute_metrics`` names, all higher-is-better) a search can maximise.
@@ -263,12 +264,17 @@ def optimize(
     """
     plan = plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
                       oos_fraction=oos_fraction, oos_start=oos_start, seed=seed, pbo_blocks=pbo_blocks)
+    return run_study(plan, sequential_evaluator(plan, bars), batch_size=batch_size)
+
+
+def sequential_evaluator(plan: StudyPlan, bars: pl.DataFrame) -> BatchEvaluator:
+    """An evaluator for :func:`run_study` that runs a batch's trials one after another here."""
 
     def evaluate(jobs: Sequence[tuple[int, dict[str, Any]]]) -> list[TrialRecord]:
-        return [evaluate_trial(cfg, params, bars, split=plan.split, objective=objective, number=n)
+        return [evaluate_trial(plan.cfg, params, bars, split=plan.split, objective=plan.objective, number=n)
                 for n, params in jobs]
 
-    return run_study(plan, evaluate, batch_size=batch_size)
+    return evaluate
 
 
 def evaluate_trial(

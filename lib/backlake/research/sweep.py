@@ -27,7 +27,6 @@ from pydantic import ValidationError
 
 from backlake._suggest import unknown_name_message
 from backlake.config import BacktestConfig
-from backlake.engine import nb
 from backlake.engine.core import _risk_inputs, prepare, sim_options
 from backlake.engine.nb_sweep import SWEEP_METRICS, sweep_signals_nb, sweep_sma_nb
 from backlake.errors import BacktestError, ConfigError

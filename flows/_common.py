@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 from backlake.errors import ConfigError
 from backlake.lake import Lake
-from backlake.lake.runs import record_events
+from backlake.runs.data import load_bars
+from backlake.runs.events import Attempt, Claimed, End, claim, finish, holders, open_generations
 from backlake.settings import get_settings
 
 RUNNERS = ("thread", "dask")
-_TERMINAL = ("completed", "failed", "cancelled")
 
 
 def open_lake(lake_uri: str | None = None) -> Lake:
@@ -59,8 +60,6 @@ class PinnedBars:
             with self._lock:
                 frame = self._cache.get(key)
                 if frame is None:
-                    from backlake.lake.runs import load_bars
-
                     frame = load_bars(lake, self.cfg, self.version)
                     self._cache.clear()  # one pinned frame per worker process is enough
                     self._cache[key] = frame
@@ -110,23 +109,46 @@ def flow_run_tag(flow_run_id=None, root_flow_run_id=None) -> str:
     return tag
 
 
-def record_start(lake: Lake, run_ids) -> None:
-    """``pending`` then ``running`` for ``run_ids``, the ``running`` events tagged with this
-    flow run (:func:`flow_run_tag`) so the stop hooks can find them."""
-    record_events(lake, run_ids, "pending")
-    record_events(lake, run_ids, "running", flow_run_tag())
+def current_attempt() -> Attempt:
+    """This flow run as an attempt: its id, and its tag (:func:`flow_run_tag`) on the events."""
+    from prefect.runtime import flow_run
+
+    return Attempt.new(flow_run.id or None, flow_run_tag())
+
+
+def prefect_alive(attempt_id: str) -> bool | None:
+    """Whether the Prefect flow run ``attempt_id`` is still going (None: not a flow run this
+    Prefect server knows, so the caller judges by host, pid and age)."""
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(uuid.UUID(attempt_id)).state
+    except Exception:
+        return None
+    return None if state is None else not state.is_final()
+
+
+def start_runs(lake: Lake, run_ids) -> Claimed:
+    """Claim ``run_ids`` for this flow run: ``pending`` and ``running`` in one commit, tagged
+    with the flow run; runs another live attempt holds are left to it (``.busy``)."""
+    started = claim(lake, run_ids, current_attempt(), is_alive=prefect_alive)
+    if started.busy:
+        logging.getLogger("backlake.flows").warning(
+            "%d run(s) are being run by another attempt and are left to it: %s", len(started.busy),
+            ", ".join(f"{r} ({a})" for r, a in started.busy.items()))
+    return started
 
 
 def mark_stopped(status: str):
-    """A Prefect state hook (``on_cancellation``, ``on_crashed``, ``on_failure``) recording
-    ``status`` for every lake run the flow run (or a subflow of it) started and did not end.
+    """A Prefect state hook (``on_cancellation``, ``on_crashed``, ``on_failure``) ending with
+    ``status`` every lake run the flow run (or a subflow of it) started and did not end.
 
     The runs are found by their ``running`` events' message (:func:`flow_run_tag`), not by
-    recomputing run ids, which would differ if new bars had landed since the flow started. A
-    run counts as ended when it has a terminal event (completed, failed, cancelled) at or after
-    this flow run's ``running`` event: an earlier attempt's ``cancelled`` does not hide a
-    rerun. The hook runs in the flow's process or in its runner's (cancellation kills the
-    flow's process first); it never raises, so it cannot mask the state Prefect records."""
+    recomputing run ids. Only a run whose open claim is this flow run's is ended (a rerun by
+    another attempt since is left alone), once per claim. The hook runs in the flow's process
+    or in its runner's (cancellation kills the flow's process first); it never raises, so it
+    cannot mask the state Prefect records."""
 
     def hook(flow, flow_run, state) -> None:
         log = logging.getLogger("backlake.flows")
@@ -134,17 +156,16 @@ def mark_stopped(status: str):
             import polars as pl
 
             lake = open_lake((flow_run.parameters or {}).get("lake_uri"))
-            events = lake.read("run_events", columns=["run_id", "status", "ts", "message"])
-            starts = (events.filter((pl.col("status") == "running")
-                                    & pl.col("message").str.contains(str(flow_run.id), literal=True))
-                      .group_by("run_id").agg(pl.col("ts").max().alias("started")))
-            if starts.is_empty():
+            gens = open_generations(lake)
+            if not gens:
                 return
-            ended = (events.filter(pl.col("status").is_in(_TERMINAL)).join(starts, on="run_id")
-                     .filter(pl.col("ts") >= pl.col("started")))
-            open_ids = sorted(set(starts["run_id"].to_list()) - set(ended["run_id"].to_list()))
-            record_events(lake, open_ids, status, state.message or status)
-            log.info("flow run %s %s: recorded %s for %d run(s)", flow_run.id, state.type.value, status, len(open_ids))
+            held = holders(lake, list(gens))
+            mine = held.filter(pl.col("message").str.contains(str(flow_run.id), literal=True)).sort("run_id")
+            done = []
+            for (attempt_id, host, pid, tag), rows in mine.group_by("attempt", "host", "pid", "message"):
+                ends = [End(r, gens[r], status, state.message or status) for r in rows["run_id"].to_list()]
+                done += finish(lake, ends, Attempt(str(attempt_id), str(host), int(pid or 0), str(tag)))
+            log.info("flow run %s %s: recorded %s for %d run(s)", flow_run.id, state.type.value, status, len(done))
         except Exception:
             log.warning("could not record %s for flow run %s", status, flow_run.id, exc_info=True)
 

@@ -9,14 +9,9 @@ from prefect.cache_policies import NO_CACHE
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacktestError
-from backlake.lake.runs import (
-    PlannedRun,
-    RunOutcome,
-    commit_outcomes,
-    execute_run,
-    plan_runs,
-)
-from flows._common import Opaque, STOP_HOOKS, open_lake, record_start
+from backlake.runs.backtest import PlannedRun, RunOutcome, execute_run, plan_runs
+from backlake.runs.commit import commit
+from flows._common import STOP_HOOKS, Opaque, current_attempt, open_lake, start_runs
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -26,9 +21,9 @@ def backtest_task(planned: PlannedRun, lake_uri: str | None) -> RunOutcome:
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
-def commit_task(outcomes: Opaque, lake_uri: str | None) -> None:
+def commit_task(records: Opaque, lake_uri: str | None) -> None:
     """Write a batch of results (idempotent per run, so retries duplicate nothing)."""
-    commit_outcomes(open_lake(lake_uri), outcomes.value)
+    commit(open_lake(lake_uri), records.value, current_attempt())
 
 
 @flow(name="backtest", **STOP_HOOKS)
@@ -39,18 +34,24 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     cfgs = [BacktestConfig.model_validate(c) for c in raw]  # ConfigError before any task starts
     lake = open_lake(lake_uri)
     plan = plan_runs(lake, cfgs)
-    todo = [p for p in plan if not p.done]
-    log.info("%d run(s): %d new, %d already in the lake", len(plan), len(todo), len(plan) - len(todo))
-    ids = [p.run_id for p in todo]
-    record_start(lake, ids)
-    futures = backtest_task.map(todo, unmapped(lake_uri))
+    todo = list({p.run_id: p for p in plan if not p.done}.values())
+    started = start_runs(lake, [p.run_id for p in todo])
+    mine = [p for p in todo if p.run_id in started.claimed]
+    log.info("%d run(s): %d new, %d already in the lake, %d being run by another attempt",
+             len(plan), len(mine), sum(p.done for p in plan), len(started.busy))
+    futures = backtest_task.map(mine, unmapped(lake_uri))
     outcomes = [f.result() for f in futures]
-    commit_task(Opaque(outcomes), lake_uri)
+    commit_task(Opaque([o.record(started.claimed[o.planned.run_id]) for o in outcomes]), lake_uri)
     by_id = {o.planned.run_id: o for o in outcomes}
     out = []
     for p in plan:
         o = by_id.get(p.run_id)
-        status = "existing" if p.done else (o.status if o else "unknown")
+        if p.done:
+            status = "existing"
+        elif p.run_id in started.busy:
+            status = "running elsewhere"
+        else:
+            status = o.status if o else "unknown"
         if o is not None and o.error:
             log.error("run %s failed: %s", p.run_id, o.error)
         out.append({"run_id": p.run_id, "config_id": p.config.id, "status": status,

@@ -10,6 +10,9 @@ from backlake import progress
 from backlake.settings import get_settings
 from flows._common import STOP_HOOKS
 from flows.backtest import backtest_flow
+from flows.cli.data import ingest_summary
+from flows.cli.progress import progress_bars
+from flows.cli.runs import runs_summary
 from flows.ingest import ingest_flow
 from flows.research import walk_forward_flow
 from flows.sweep import sweep_flow
@@ -56,14 +59,12 @@ def demo_flow() -> dict:
 def run_demo(progress_mode: str = "auto") -> int:
     """Run :func:`demo_flow` (progress bars on stderr per ``progress_mode``, see
     ``flows.cli.progress_bars``) and print the summary."""
-    from flows.cli import _ingest_summary, progress_bars, runs_summary
-
     settings = get_settings()
     with progress_bars(progress_mode):
         out = demo_flow()
     print()
     print(f"lake: {settings.lake_uri}")
-    print(_ingest_summary(out["ingest"]))
+    print(ingest_summary(out["ingest"]))
     new = sum(r["status"] == "completed" for r in out["runs"])
     print(f"backtests: {len(out['runs'])} run(s), {new} new, {len(out['runs']) - new} already in the lake\n")
     print(runs_summary([r["run_id"] for r in out["runs"]]))

@@ -1,4 +1,7 @@
-"""Prefect flow ``ingest``: load bars from a provider, validate, append new rows to ``bars``."""
+"""Prefect flow ``ingest``: load bars from a provider, validate, append new rows to ``bars``.
+
+Bars already stored with other values reject the ingest (``ChangedBarsError``) unless
+``revise=True``, which replaces them in one new version of ``bars``."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from backlake.data.file import read_bars_file
 from backlake.data.ingest import ingest_bars
 from backlake.data.samples import load_samples
 from backlake.data.synthetic import synthetic_bars
-from backlake.errors import ConfigError
+from backlake.errors import ConfigError, DataValidationError
 from flows._common import open_lake
 
 
@@ -33,10 +36,22 @@ def load_bars_task(
     raise ConfigError(f"source={source!r} is not a provider: use samples, synthetic or file")
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def ingest_task(bars: pl.DataFrame, lake_uri: str | None) -> dict:
-    """Validate and append only new rows (idempotent, so a retry is safe)."""
-    report = ingest_bars(open_lake(lake_uri), bars)
+def _retryable(task, task_run, state) -> bool:
+    """Retry lake trouble, not a rejection of the data (it would be rejected again)."""
+    try:
+        state.result()
+    except DataValidationError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retryable)
+def ingest_task(bars: pl.DataFrame, lake_uri: str | None, revise: bool = False) -> dict:
+    """Validate and add only new rows (idempotent, so a retry is safe); ``revise``: replace
+    stored bars whose values differ instead of rejecting the ingest."""
+    report = ingest_bars(open_lake(lake_uri), bars, revise=revise)
     get_run_logger().info(report.summary())
     return report.to_dict()
 
@@ -52,7 +67,11 @@ def ingest_flow(
     seed: int = 0,
     periods: int = 2520,
     lake_uri: str | None = None,
+    revise: bool = False,
 ) -> dict:
-    """Ingest bars into the lake; returns the ingest report (counts per validation rule)."""
+    """Ingest bars into the lake; returns the ingest report (counts per validation rule).
+
+    ``revise``: bars stored with other values are replaced (one new ``bars`` version) instead
+    of rejecting the ingest."""
     bars = load_bars_task(source, symbols, path, symbol, timeframe, columns, seed, periods)
-    return ingest_task(bars, lake_uri)
+    return ingest_task(bars, lake_uri, revise)

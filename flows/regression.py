@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from backlake.research.regression import Golden, RegressionError, format_drift, load_goldens, regress
+from backlake.runs.regression import Golden, RegressionError, format_drift, load_goldens, regress
 from flows._common import open_lake
 
 

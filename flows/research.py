@@ -1,41 +1,26 @@
-"""Prefect flows ``optimize``, ``walk_forward`` and ``monte_carlo``: thin wrappers that fan the
-work out as tasks and write each job as a run of its own (see backlake.research.persist)."""
+"""Prefect flows ``optimize``, ``walk_forward`` and ``monte_carlo``: thin wrappers that check and
+pin a job (``backlake.runs.jobs``, every check before any task), fan its work out as tasks and
+commit it as one run (``backlake.runs.commit``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from typing import Any
 
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+import backlake.research.monte_carlo as mc
+import backlake.research.optimize as opt
+import backlake.research.walk_forward as wf
 from backlake import progress
 from backlake.config import BacktestConfig
 from backlake.engine import run_backtest
-from backlake.errors import ConfigError
-from backlake.lake.runs import load_bars
-from backlake.research.optimize import check_objective
-from backlake.research.persist import already_done, commit_research_run, research_run_id
-from flows._common import Opaque, PinnedBars, STOP_HOOKS, open_lake, record_start
-
-# the modules (backlake.research re-exports functions of the same names)
-opt = importlib.import_module("backlake.research.optimize")
-mc = importlib.import_module("backlake.research.monte_carlo")
-wf = importlib.import_module("backlake.research.walk_forward")
-
-
-def _start(lake, kind: str, cfg: BacktestConfig, request: dict) -> tuple[str, dict, pl.DataFrame]:
-    versions = {"bars": lake.version("bars")}
-    run_id = research_run_id(kind, {"config": cfg.model_dump(mode="json"), **request}, versions)
-    bars = load_bars(lake, cfg, versions["bars"])
-    return run_id, versions, bars
-
-
-def _stored(lake, run_id: str) -> dict:
-    row = lake.read("runs", where={"run_id": run_id}).row(0, named=True)
-    return {"run_id": run_id, "status": "existing", "params": row["params"], "sharpe": row["sharpe"]}
+from backlake.runs import jobs
+from backlake.runs.commit import commit
+from backlake.runs.events import End, finish
+from flows._common import STOP_HOOKS, Opaque, PinnedBars, current_attempt, open_lake, start_runs
 
 
 def _results(futures: list, job: str, unit: str) -> list:
@@ -47,6 +32,24 @@ def _results(futures: list, job: str, unit: str) -> list:
         out.append(f.result())
         progress.report(job, len(out), len(futures), unit)
     return out
+
+
+def _run(lake, job: jobs.Job, work) -> dict:
+    """Claim the job's run, do ``work(pinned_bars, started_at, generation)`` (which commits),
+    and end the run ``failed`` if the work raises."""
+    if job.done:
+        return jobs.stored_result(lake, job.run_id)
+    claimed = start_runs(lake, [job.run_id])
+    if job.run_id in claimed.busy:
+        return {"run_id": job.run_id, "status": "running elsewhere", "attempt": claimed.busy[job.run_id]}
+    gen = claimed.claimed[job.run_id]
+    started = dt.datetime.now(dt.timezone.utc)
+    pinned = PinnedBars(job.bars, lake.settings.lake_uri, job.config, job.data_versions["bars"])
+    try:
+        return work(pinned, started, gen)
+    except Exception as e:
+        finish(lake, [End(job.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
+        raise
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -73,57 +76,38 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     ``parallel=1`` (default) runs the study in one task, one trial after another. With
     ``parallel=N`` the study asks N trials at a time and runs them as N parallel tasks (TPE's
     constant liar keeps a batch's proposals apart): worth it when a trial takes far longer
-    than a task's overhead, or on a Dask cluster. The batch size shapes TPE's proposals, so
-    for TPE it is part of the run's identity: the same seed and ``parallel`` give the same
-    study (grid and random studies do not depend on it)."""
+    than a task's overhead, or on a Dask cluster. The same seed and ``parallel`` give the same
+    study (for TPE the batch size is part of the run's identity)."""
     cfg = BacktestConfig.model_validate(config)
-    check_objective(objective)
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-        raise ConfigError(f"parallel={parallel!r}: trials evaluated at once must be a whole number >= 1, e.g. 4")
     lake = open_lake(lake_uri)
-    request = {"space": space, "objective": objective, "n_trials": n_trials, "sampler": sampler,
-               "oos_fraction": oos_fraction, "seed": seed}
-    if sampler == "tpe" and parallel > 1:  # only TPE's proposals depend on the batch size
-        request["parallel"] = parallel
-    run_id, versions, bars = _start(lake, "optimize", cfg, request)
-    plan = opt.plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
-                          oos_fraction=oos_fraction, seed=seed)  # every bad input fails before any task
-    if already_done(lake, run_id):
-        return _stored(lake, run_id)
+    job = jobs.plan_optimize(lake, cfg, space, objective=objective, n_trials=n_trials, sampler=sampler,
+                             oos_fraction=oos_fraction, seed=seed, parallel=parallel)
     log = get_run_logger()
-    started = dt.datetime.now(dt.timezone.utc)
-    record_start(lake, [run_id])
-    shared = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
-    job = f"optimize {run_id[:12]}"
+    plan, name = job.plan, f"optimize {job.run_id[:12]}"
 
-    def evaluate(jobs):
-        futures = [trial_task.submit(cfg, params, shared, plan.split, objective, n) for n, params in jobs]
-        return [f.result() for f in futures]
+    def work(shared: PinnedBars, started: dt.datetime, gen: int) -> dict:
+        def evaluate(batch):
+            futures = [trial_task.submit(cfg, params, shared, plan.split, objective, n) for n, params in batch]
+            return [f.result() for f in futures]
 
-    def told(rec, done: int, total: int) -> None:
-        progress.report(job, done, total, "trials")
-        if done % parallel == 0 or done == total:  # a line per batch
-            log.info("optimize %s: %d / %d trials", run_id, done, total)
+        def told(rec, done: int, total: int) -> None:
+            progress.report(name, done, total, "trials")
+            if done % parallel == 0 or done == total:  # a line per batch
+                log.info("optimize %s: %d / %d trials", job.run_id, done, total)
 
-    progress.report(job, 0, plan.n_trials, "trials")
-    if parallel == 1:
-        study = study_task.submit(Opaque(plan), shared, job).result()  # on the task runner (Dask too)
-    else:
-        study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
-    best = {**cfg.params, **(study.best_params or {})}
-    full = run_backtest(cfg.model_copy(update={"params": best}), bars, oos_start=study.split)
-    study_metrics = {"pbo": study.pbo, "deflated_sharpe": study.deflated_sharpe, "n_trials": float(study.n_trials),
-                     "n_failed": float(study.n_failed), "n_pruned": float(study.n_pruned),
-                     "n_flagged": float(sum(bool(t.flagged) for t in study.trials))}
-    commit_research_run(
-        lake, run_id=run_id, kind="optimize", cfg=cfg, request=request, data_versions=versions, started_at=started,
-        params=best, segments={**full.segments, "study": study_metrics}, headline=full.metrics,
-        equity=full.equity, trades=full.trades, trials=study.trials_frame(),
-    )
-    out = {"run_id": run_id, "best_params": study.best_params, "is_score": study.best.is_score if study.best else None,
-           "oos_score": study.best.oos_score if study.best else None, **study_metrics}
-    log.info("optimize %s: %s", run_id, out)
-    return out
+        progress.report(name, 0, plan.n_trials, "trials")
+        if parallel == 1:
+            study = study_task.submit(Opaque(plan), shared, name).result()  # on the task runner (Dask too)
+        else:
+            study = opt.run_study(plan, evaluate, batch_size=parallel, on_trial=told)
+        commit(lake, [jobs.optimize_record(job, study, started, gen)], current_attempt())
+        out = {"run_id": job.run_id, "best_params": study.best_params,
+               "is_score": study.best.is_score if study.best else None,
+               "oos_score": study.best.oos_score if study.best else None, **jobs.study_metrics(study)}
+        log.info("optimize %s: %s", job.run_id, out)
+        return out
+
+    return _run(lake, job, work)
 
 
 # -- walk-forward ------------------------------------------------------------------------------
@@ -139,31 +123,18 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
                       lake_uri: str | None = None) -> dict:
     """Rolling or anchored walk-forward; windows in parallel; the stitched OOS equity is a run."""
     cfg = BacktestConfig.model_validate(config)
-    check_objective(objective)
     lake = open_lake(lake_uri)
-    request = {"grid": grid, "train": train, "test": test, "step": step, "mode": mode, "objective": objective}
-    run_id, versions, bars = _start(lake, "walk_forward", cfg, request)
-    from backlake.engine.core import prepare
-    from backlake.research.sweep import expand_grid
+    job = jobs.plan_walk_forward(lake, cfg, grid, train=train, test=test, step=step, mode=mode, objective=objective)
 
-    expand_grid(cfg, grid)  # a grid with no valid combination fails before any task
-    windows = wf.make_windows(prepare(cfg, bars).ts.to_list(), train=train, test=test, step=step, mode=mode)
-    if already_done(lake, run_id):
-        return _stored(lake, run_id)
-    started = dt.datetime.now(dt.timezone.utc)
-    record_start(lake, [run_id])
-    pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
-    futures = [window_task.submit(cfg, grid, pinned, w, objective) for w in windows]
-    results = _results(futures, f"walk-forward {run_id[:12]}", "windows")
-    res = wf.aggregate_windows(cfg, results, objective=objective)
-    commit_research_run(
-        lake, run_id=run_id, kind="walk_forward", cfg=cfg, request=request, data_versions=versions,
-        started_at=started, params={"windows": len(windows)}, segments={"oos": res.oos_metrics},
-        headline=res.oos_metrics, equity=res.equity.select("ts", "equity", "ret"),
-        windows=res.windows_frame(run_id),
-    )
-    return {"run_id": run_id, "windows": res.windows_frame(run_id).drop("parent_id").to_dicts(),
-            "oos_sharpe": res.oos_metrics.get("sharpe"), "oos_total_return": res.oos_metrics.get("total_return")}
+    def work(pinned: PinnedBars, started: dt.datetime, gen: int) -> dict:
+        futures = [window_task.submit(cfg, grid, pinned, w, objective) for w in job.plan]
+        results = _results(futures, f"walk-forward {job.run_id[:12]}", "windows")
+        record, res = jobs.walk_forward_record(job, results, started, gen)
+        commit(lake, [record], current_attempt())
+        return {"run_id": job.run_id, "windows": res.windows_frame(job.run_id).drop("parent_id").to_dicts(),
+                "oos_sharpe": res.oos_metrics.get("sharpe"), "oos_total_return": res.oos_metrics.get("total_return")}
+
+    return _run(lake, job, work)
 
 
 # -- Monte Carlo -------------------------------------------------------------------------------
@@ -180,38 +151,18 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
                      ruin_drawdown: float = 0.5, lake_uri: str | None = None) -> dict:
     """Resample a backtest per seed (fanned out); confidence intervals and probability of ruin."""
     cfg = BacktestConfig.model_validate(config)
-    seeds = list(seeds) if seeds is not None else [0, 1, 2, 3]
-    if method not in mc.METHODS:
-        from backlake._suggest import unknown_name_message
-
-        raise ConfigError(unknown_name_message("method", method, mc.METHODS))
-    if n_paths < 1 or not seeds:
-        raise ConfigError(f"n_paths={n_paths}, seeds={seeds}: need at least one path and one seed")
-    if not 0 < confidence < 1:
-        raise ConfigError(f"confidence={confidence} must be between 0 and 1, e.g. 0.95")
     lake = open_lake(lake_uri)
-    request = {"method": method, "n_paths": n_paths, "seeds": seeds, "block_size": block_size,
-               "confidence": confidence, "ruin_drawdown": ruin_drawdown}
-    run_id, versions, bars = _start(lake, "monte_carlo", cfg, request)
-    if already_done(lake, run_id):
-        return _stored(lake, run_id)
-    started = dt.datetime.now(dt.timezone.utc)
-    base = run_backtest(cfg, bars)
-    record_start(lake, [run_id])
-    pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, versions["bars"])
-    futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size) for s in seeds]
-    paths = pl.concat(_results(futures, f"monte-carlo {run_id[:12]}", "seeds"))
-    summ = mc.summarize(paths, confidence=confidence, ruin_drawdown=ruin_drawdown)
-    ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}
-    trials = paths.with_row_index("trial").select(
-        pl.col("trial").cast(pl.Int64),
-        pl.format('{{"seed": {}, "path": {}}}', "seed", "path").alias("params"),
-        "total_return", "sharpe", "max_drawdown",
-    )
-    commit_research_run(
-        lake, run_id=run_id, kind="monte_carlo", cfg=cfg, request=request, data_versions=versions,
-        started_at=started, params=cfg.params, segments={"full": base.metrics, "mc": {**ci, "prob_ruin": summ.prob_ruin}},
-        headline=base.metrics, equity=base.equity, trades=base.trades, trials=trials,
-    )
-    return {"run_id": run_id, "n_paths": summ.n_paths, "ci": {k: list(v) for k, v in summ.ci.items()},
-            "prob_ruin": summ.prob_ruin}
+    job = jobs.plan_monte_carlo(lake, cfg, method=method, n_paths=n_paths, seeds=seeds, block_size=block_size,
+                                confidence=confidence, ruin_drawdown=ruin_drawdown)
+
+    def work(pinned: PinnedBars, started: dt.datetime, gen: int) -> dict:
+        base = run_backtest(cfg, job.bars)
+        futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size)
+                   for s in job.request["seeds"]]
+        paths = pl.concat(_results(futures, f"monte-carlo {job.run_id[:12]}", "seeds"))
+        record, summ = jobs.monte_carlo_record(job, base, paths, started, gen)
+        commit(lake, [record], current_attempt())
+        return {"run_id": job.run_id, "n_paths": summ.n_paths, "ci": {k: list(v) for k, v in summ.ci.items()},
+                "prob_ruin": summ.prob_ruin}
+
+    return _run(lake, job, work)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -11,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from backlake import progress
 from backlake.config import BacktestConfig
-from backlake.lake.runs import load_bars, record_events
-from backlake.research.sweep_run import (
+from backlake.runs.events import End, finish
+from backlake.runs.sweep import (
     batches,
     commit_trial_batch,
     finish_sweep,
@@ -20,7 +21,7 @@ from backlake.research.sweep_run import (
     run_chunk,
     stored_summary,
 )
-from flows._common import Opaque, PinnedBars, STOP_HOOKS, open_lake, record_start
+from flows._common import STOP_HOOKS, Opaque, PinnedBars, current_attempt, open_lake, start_runs
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
@@ -52,10 +53,16 @@ def sweep_flow(
         log.info("sweep %s is already in the lake", plan.run_id)
         return stored_summary(lake, plan)
     started = dt.datetime.now(dt.timezone.utc)
-    record_start(lake, [plan.run_id])
+    claimed = start_runs(lake, [plan.run_id])
+    if plan.run_id in claimed.busy:
+        log.warning("sweep %s is being run by attempt %s; leaving it to that attempt", plan.run_id,
+                    claimed.busy[plan.run_id])
+        return {**stored_summary(lake, plan), "status": "running elsewhere"}
+    gen = claimed.claimed[plan.run_id]
     log.info("sweep %s: %d combinations (%d skipped as invalid) in %d chunk(s)",
              plan.run_id, plan.report.n_valid, plan.report.n_skipped, len(plan.chunks))
-    bars = load_bars(lake, cfg, plan.data_versions["bars"])  # read once at the pinned version
+    bars = plan.bars  # read once at the pinned version
+    plan = dataclasses.replace(plan, bars=None)  # tasks get the bars through PinnedBars
     # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
     job, total = f"sweep {plan.run_id[:12]}", len(plan.chunks)
     progress.report(job, 0, total, "chunks")
@@ -72,9 +79,9 @@ def sweep_flow(
             frames.extend(batch_frames)
             log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, total)
     except Exception as e:
-        record_events(lake, [plan.run_id], "failed", f"{type(e).__name__}: {e}")
+        finish(lake, [End(plan.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
         raise
-    return finish_sweep(lake, plan, frames, started)
+    return finish_sweep(lake, plan, frames, started, attempt=current_attempt(), generation=gen)
 
 
 __all__ = ["sweep_flow"]

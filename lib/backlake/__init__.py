@@ -30,7 +30,7 @@ __all__ = [
 def __getattr__(name: str):
     # the sweep machinery (parallel kernels) loads on first use, keeping `import backlake` light
     if name == "sweep":
-        from backlake.research import sweep
+        from backlake.research.sweep import sweep
 
         return sweep
     raise AttributeError(f"module 'backlake' has no attribute {name!r}")

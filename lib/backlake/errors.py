@@ -6,6 +6,7 @@ __all__ = [
     "BacklakeError",
     "ConfigError",
     "DataValidationError",
+    "ChangedBarsError",
     "LakeError",
     "LakeConnectionError",
     "BacktestError",
@@ -22,6 +23,17 @@ class ConfigError(BacklakeError, ValueError):
 
 class DataValidationError(BacklakeError, ValueError):
     """Input data cannot be used at all (e.g. no valid row, missing columns)."""
+
+
+class ChangedBarsError(DataValidationError):
+    """Re-ingested bars differ from the bars the lake holds under the same key; nothing was
+    written. ``changed``: symbol -> rows that differ; ``sample``: up to 5 differences as dicts
+    (symbol, timeframe, ts, column, stored, new)."""
+
+    def __init__(self, message: str, changed: dict[str, int] | None = None, sample: list[dict] | None = None):
+        super().__init__(message)
+        self.changed = dict(changed or {})
+        self.sample = list(sample or [])
 
 
 class LakeError(BacklakeError):

@@ -23,7 +23,7 @@ import pytest
 from backlake.config import BacktestConfig
 from backlake.data.ingest import ingest_bars
 from backlake.lake import Lake, connect
-from backlake.lake.runs import commit_outcomes, execute_run, plan_runs
+from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
 from backlake.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

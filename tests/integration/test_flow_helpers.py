@@ -4,6 +4,7 @@ travel to Dask workers as a reference and are read there at their pinned version
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
 import uuid
 
@@ -14,26 +15,32 @@ from prefect.states import State
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
-from backlake.lake.runs import record_events
+from backlake.runs.data import load_bars
+from backlake.runs.events import Attempt, End, claim, finish
 from backlake.settings import Settings
 from backlake.config import BacktestConfig
-from backlake.lake.runs import load_bars
 from flows._common import PinnedBars, flow_run_tag, mark_stopped
+
+
+def flow_attempt(flow_run_id, root=None) -> Attempt:
+    """An attempt as a flow run makes it (its id and tag)."""
+    return Attempt.new(str(flow_run_id), flow_run_tag(flow_run_id, root))
 
 
 def test_hook_marks_only_the_unfinished_runs_of_its_flow_run(local_settings: Settings):
     lake = Lake(local_settings)
     mine, other = uuid.uuid4(), uuid.uuid4()
-    record_events(lake, ["a", "b", "c"], "pending")
-    record_events(lake, ["a", "b"], "running", flow_run_tag(mine))
-    record_events(lake, ["c"], "running", flow_run_tag(other))
-    record_events(lake, ["a"], "completed")
+    a = flow_attempt(mine)
+    started = claim(lake, ["a", "b"], a)
+    claim(lake, ["c"], flow_attempt(other))
+    finish(lake, [End("a", started.claimed["a"], "completed")], a)
     # new bars after the start do not matter: the runs are found by their events, not re-derived
     ingest_bars(lake, synthetic_bars(("SYN0",), periods=50, seed=1))
 
     run = FlowRun(id=mine, flow_id=uuid.uuid4(), parameters={"config": {}, "lake_uri": None})
     mark_stopped("cancelled")(None, run, State(type=StateType.CANCELLING, message="cancelled from the UI"))
     events = lake.read("run_events").sort("ts", "run_id")
+    events = events.filter(events["status"] != "pending")
     last = {r: s for r, s in events.select("run_id", "status").iter_rows()}
     assert last == {"a": "completed", "b": "cancelled", "c": "running"}
     cancelled = events.filter(events["status"] == "cancelled")
@@ -51,14 +58,16 @@ def test_hook_sees_a_rerun_after_an_earlier_cancellation_and_subflows_of_its_roo
     first, second, root = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     cancel = State(type=StateType.CANCELLING, message="cancelled")
     # attempt 1 of run "s" is cancelled
-    record_events(lake, ["s"], "running", flow_run_tag(first))
+    claim(lake, ["s"], flow_attempt(first))
     mark_stopped("cancelled")(None, FlowRun(id=first, flow_id=uuid.uuid4(), parameters={}), cancel)
     # attempt 2 (a rerun, as a subflow of a demo-like parent) is cancelled through its root
-    record_events(lake, ["s"], "running", flow_run_tag(second, root))
+    assert claim(lake, ["s"], flow_attempt(second, root)).claimed == {"s": 2}
     assert flow_run_tag(second, root) == f"prefect flow run {second} (in {root})"
     mark_stopped("cancelled")(None, FlowRun(id=root, flow_id=uuid.uuid4(), parameters={}), cancel)
-    statuses = lake.read("run_events").sort("ts")["status"].to_list()
+    events = lake.read("run_events").sort("ts")
+    statuses = events.filter(events["status"] != "pending")["status"].to_list()
     assert statuses == ["running", "cancelled", "running", "cancelled"]
+    assert events["attempt"].to_list() == [str(first)] * 3 + [str(second)] * 3
 
 def test_hook_never_raises(tmp_path, caplog: pytest.LogCaptureFixture):
     blocker = tmp_path / "not-a-dir"
@@ -79,7 +88,8 @@ def test_pinned_bars_pickle_as_a_reference_and_load_their_version(local_settings
     blob = pickle.dumps(pinned)
     assert len(blob) < 20_000 < frame.estimated_size()  # the reference, not the rows
     # more bars land after the flow pinned its version: the worker still reads the pinned ones
-    ingest_bars(lake, synthetic_bars(("SYN0",), periods=2100, seed=1))
+    last = frame.filter(frame["symbol"] == "SYN0")["ts"].max()
+    ingest_bars(lake, synthetic_bars(("SYN0",), start=last + dt.timedelta(days=1), periods=100, seed=1))
     assert lake.version("bars") > version
     on_worker = pickle.loads(blob)
     assert on_worker.value.equals(frame)

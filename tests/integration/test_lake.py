@@ -123,7 +123,7 @@ def test_commit_outcomes_retried_writes_nothing_twice(local_settings: Settings):
     from backlake.config import BacktestConfig
     from backlake.data.ingest import ingest_bars
     from backlake.data.synthetic import synthetic_bars
-    from backlake.lake.runs import commit_outcomes, execute_run, plan_runs
+    from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
 
     lake = Lake(local_settings)
     ingest_bars(lake, synthetic_bars(("SYN0",), periods=300))
@@ -134,7 +134,7 @@ def test_commit_outcomes_retried_writes_nothing_twice(local_settings: Settings):
     before = {t: lake.read(t).height for t in ("runs", "run_events", "equity", "trades", "metrics")}
     commit_outcomes(lake, outcomes)  # the retry
     assert {t: lake.read(t).height for t in before} == before
-    assert before["runs"] == 2 and before["run_events"] == 2
+    assert before["runs"] == 2 and before["run_events"] == 6  # pending, running, completed per run
 
 
 def test_connect_is_read_only_on_an_empty_lake(lake_settings: Settings):

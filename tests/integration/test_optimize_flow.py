@@ -14,7 +14,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError
 from backlake.lake import Lake
-from backlake.lake.runs import load_bars
+from backlake.runs.data import load_bars
 from backlake.research.optimize import optimize
 from backlake.settings import Settings
 

@@ -26,16 +26,11 @@ from backlake.config import BacktestConfig
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake, connect
-from backlake.lake.runs import (
-    PlannedRun,
-    commit_outcomes,
-    execute_run,
-    load_bars,
-    plan_runs,
-    record_events,
-)
 from backlake.research.sweep import sweep
-from backlake.research.sweep_run import batches, commit_trial_batch, finish_sweep, plan_sweep, run_chunk
+from backlake.runs.backtest import PlannedRun, commit_outcomes, execute_run, plan_runs
+from backlake.runs.data import fingerprint, load_bars
+from backlake.runs.events import Attempt, claim
+from backlake.runs.sweep import batches, commit_trial_batch, finish_sweep, plan_sweep, run_chunk
 from backlake.settings import Settings
 from tests.conftest import REPO, make_bucket
 
@@ -145,7 +140,8 @@ from pathlib import Path
 from backlake.config import BacktestConfig
 from backlake.errors import LakeError
 from backlake.lake import Lake
-from backlake.lake.runs import commit_outcomes, execute_run, plan_runs, record_events
+from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
+from backlake.runs.events import Attempt, claim
 
 configs = [BacktestConfig.model_validate(c) for c in json.loads(sys.argv[1])]
 sync = Path(sys.argv[2])
@@ -164,14 +160,14 @@ for start in range(0, len(configs), BATCH):  # the backtest flow's protocol, a b
     planned = plan_runs(lake, configs[start:start + BATCH])
     assert not any(p.done for p in planned), planned
     ids = [p.run_id for p in planned]
-    record_events(lake, ids, "pending")
-    record_events(lake, ids, "running")
+    attempt = Attempt.new()
+    claim(lake, ids, attempt)
     outcomes = [execute_run(lake, p) for p in planned]
     errors = [o.error for o in outcomes if o.error]
     if errors:
         raise SystemExit(errors[0])
     try:
-        commit_outcomes(lake, outcomes)
+        commit_outcomes(lake, outcomes, attempt=attempt)
     except LakeError as e:  # the commit is lost: report it, and stop like a crashed task would
         for rid in ids:
             print("LOST " + json.dumps({"run_id": rid, "error": str(e).splitlines()[0]}), flush=True)
@@ -314,8 +310,8 @@ def run_task(planned: PlannedRun, lake_uri: str):
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=0)
-def flaky_commit_task(outcomes: list, lake_uri: str, counter: str | None) -> None:
-    commit_outcomes(Lake(Settings(lake_uri=lake_uri)), outcomes)
+def flaky_commit_task(outcomes: list, lake_uri: str, counter: str | None, attempt: Attempt) -> None:
+    commit_outcomes(Lake(Settings(lake_uri=lake_uri)), outcomes, attempt=attempt)
     if counter is not None and _bump(Path(counter)) == 1:
         raise ConnectionError("lost the connection after the commit landed")
 
@@ -325,17 +321,17 @@ def flaky_backtest_flow(configs: list[dict], lake_uri: str, counter: str | None 
     lake = Lake(Settings(lake_uri=lake_uri))
     planned = plan_runs(lake, [BacktestConfig.model_validate(c) for c in configs])
     ids = [p.run_id for p in planned]
-    record_events(lake, ids, "pending")
-    record_events(lake, ids, "running")
+    attempt = Attempt.new()
+    claim(lake, ids, attempt)
     outcomes = [run_task(p, lake_uri) for p in planned]
-    flaky_commit_task(outcomes, lake_uri, counter)
+    flaky_commit_task(outcomes, lake_uri, counter, attempt)
     return ids
 
 
 def lake_contents(lake: Lake) -> dict[str, pl.DataFrame]:
     """Every run table, sorted, without the columns that differ between two attempts (times)."""
     runs = lake.read("runs").drop("created_at", "finished_at").sort("run_id")
-    events = lake.read("run_events").drop("ts").sort("run_id", "status")
+    events = lake.read("run_events").drop("ts", "attempt", "host", "pid").sort("run_id", "status")
     return {
         "runs": runs,
         "run_events": events,
@@ -390,13 +386,17 @@ def test_task_failing_after_its_commit_is_retried_without_duplicates(
     for b, group in enumerate(groups):
         commit_trial_batch(flaky, plan, b, [frames[k] for k in group])
     assert all(commit_trial_batch(flaky, plan, b, [frames[k] for k in g]) is False for b, g in enumerate(groups))
-    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc))
-    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc))  # a retried finish
+    attempt = Attempt.new()
+    gen = claim(flaky, [plan.run_id], attempt).claimed[plan.run_id]
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc), attempt=attempt, generation=gen)
+    # a retried finish
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc), attempt=attempt, generation=gen)
     trials = flaky.read("trials", where={"parent_id": plan.run_id})
     assert trials.height == plan.report.n_valid
     assert sorted(trials["trial"].to_list()) == list(range(plan.report.n_valid))
     assert flaky.read("runs", where={"run_id": plan.run_id}).height == 1
-    assert flaky.read("run_events", where={"run_id": plan.run_id})["status"].to_list() == ["completed"]
+    assert sorted(flaky.read("run_events", where={"run_id": plan.run_id})["status"].to_list()) == [
+        "completed", "pending", "running"]
 
 
 # -- 3. a flow process killed with SIGKILL mid-sweep --------------------------------------------
@@ -501,8 +501,11 @@ def test_sweep_killed_mid_flight_leaves_nothing_visible_and_reruns_cleanly(
     best = sweep_best(cfg, SWEEP_GRID, bars)
     assert summary["best_params"] == best
     assert json.loads(runs["params"][0]) == {**cfg.params, **best}
-    events = lake.read("run_events", where={"run_id": plan.run_id})["status"].to_list()
-    assert sorted(events) == ["completed", "pending", "pending", "running", "running"]
+    events = lake.read("run_events", where={"run_id": plan.run_id})
+    # the rerun found the killed attempt gone (its process no longer exists), ended it
+    # crashed and took the run over: one set of events per attempt
+    assert sorted(events["status"].to_list()) == ["completed", "crashed", "pending", "pending", "running", "running"]
+    assert events["attempt"].n_unique() == 2
 
 
 # -- 4. a running sweep cancelled through Prefect ---------------------------------------------
@@ -638,7 +641,9 @@ def test_replay_pinned_to_recorded_versions_reproduces_metrics(prefect_harness, 
     # replay: the stored config on the stored versions
     cfg = BacktestConfig.model_validate(json.loads(stored["config"]))
     assert cfg.id == stored["config_id"]
-    replay = execute_run(lake, PlannedRun(rid, cfg, versions))
+    fp = fingerprint(cfg, load_bars(lake, cfg, versions["bars"]))
+    assert fp == stored["data_fingerprint"]
+    replay = execute_run(lake, PlannedRun(rid, cfg, versions, fp))
     assert replay.error is None
     got = metric_map(replay.result)
     want = {(r["segment"], r["name"]): r["value"] for r in stored_metrics.iter_rows(named=True)}

@@ -14,7 +14,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
 from backlake.lake.maintenance import maintain
-from backlake.research.regression import RegressionError
+from backlake.runs.regression import RegressionError
 from backlake.settings import Settings
 from flows.backtest import backtest_flow
 from flows.maintenance import maintenance_flow

@@ -28,7 +28,7 @@ BARS = synthetic_bars(("S0",), periods=500, seed=3)
 CFG = bl.BacktestConfig.model_validate({
     "strategy": "sma_crossover", "universe": ["S0"], "initial_cash": 100_000, "costs": {"commission_bps": 5},
 })
-opt_mod = importlib.import_module("backlake.research.optimize")  # the module (the package exports the function)
+import backlake.research.optimize as opt_mod
 SPACE = {"fast": {"low": 3, "high": 30}, "slow": {"low": 20, "high": 120, "step": 10}}
 
 

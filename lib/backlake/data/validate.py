@@ -43,17 +43,10 @@ import polars as pl
 
 from backlake.calendars import Calendar, bar_duration_seconds, calendar_of
 from backlake.config import TIMEFRAMES
+from backlake.data.schema import BAR_COLUMNS, BARS_SCHEMA
 from backlake.errors import DataValidationError
 
 __all__ = ["BARS_SCHEMA", "BAR_COLUMNS", "RULES", "SKIP_RULES", "ValidationReport", "validate_bars"]
-
-#: Column -> dtype of a normalised bars frame (the lake's ``bars`` table minus ``ingested_at``).
-BARS_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(), "ts": pl.Datetime("us", "UTC"), "timeframe": pl.String(),
-    "open": pl.Float64(), "high": pl.Float64(), "low": pl.Float64(), "close": pl.Float64(),
-    "volume": pl.Float64(), "source": pl.String(),
-}
-BAR_COLUMNS: tuple[str, ...] = tuple(BARS_SCHEMA)
 
 #: Rules that skip a row, then the counting-only rule ``gap``.
 SKIP_RULES = ("missing_value", "non_positive_price", "ohlc_inconsistent", "negative_volume", "duplicate")

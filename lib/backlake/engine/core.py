@@ -17,6 +17,7 @@ import polars as pl
 
 from backlake.calendars import calendar_of, periods_per_year
 from backlake.config import BacktestConfig
+from backlake.data.schema import ENGINE_COLUMNS
 from backlake.engine import nb
 from backlake.engine.result import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestResult
 from backlake.errors import BacktestError, ConfigError, DataValidationError
@@ -24,9 +25,8 @@ from backlake.metrics import compute_metrics, monthly_returns, segment_metrics
 from backlake.strategies import Signals, get_strategy
 from backlake.strategies.base import BarData
 
-__all__ = ["run_backtest", "prepare", "Prepared", "select_bars", "BAR_COLUMNS", "sim_options"]
+__all__ = ["run_backtest", "prepare", "Prepared", "select_bars", "ENGINE_COLUMNS", "sim_options"]
 
-BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 _INTRADAY = ("1m", "5m", "15m", "30m", "1h", "4h")
 
 
@@ -46,9 +46,9 @@ class Prepared:
 
 def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str) -> pl.DataFrame:
     """The bars of ``symbol`` inside the config's dates and timeframe, sorted by ts."""
-    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    missing = [c for c in ENGINE_COLUMNS if c not in bars.columns]
     if missing:
-        raise DataValidationError(f"bars is missing column(s) {missing}: expected {list(BAR_COLUMNS)}")
+        raise DataValidationError(f"bars is missing column(s) {missing}: expected {list(ENGINE_COLUMNS)}")
     if "timeframe" in bars.columns:
         present = bars.filter(pl.col("symbol") == symbol)["timeframe"].unique().to_list()
         if present and cfg.timeframe not in present:
@@ -159,7 +159,7 @@ def _stack_universe(
     cond = pl.col("symbol").is_in(symbols) & _date_filter(cfg)
     if "timeframe" in bars.columns:
         cond &= pl.col("timeframe") == cfg.timeframe
-    wanted = bars.filter(cond).select(BAR_COLUMNS)
+    wanted = bars.filter(cond).select(ENGINE_COLUMNS)
     index = {s: j for j, s in enumerate(symbols)}
     aligned = _aligned_layout(wanted, index)
     if aligned is not None:  # every symbol has the same sorted timestamps: no search needed

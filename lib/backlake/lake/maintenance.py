@@ -1,4 +1,14 @@
-"""Lake maintenance: compaction, checkpoints, vacuum and retention of old terminal runs.
+"""Lake maintenance: reaping crashed runs, clearing their debris, compaction, checkpoints,
+vacuum and retention of old terminal runs.
+
+- Reaping: a run left ``running`` whose attempt is gone (a process on this host that no longer
+  exists, a Prefect flow run that ended, or a claim older than ``stale_after_hours``) gets a
+  ``crashed`` event (``backlake.runs.events.reap``); the run can then be run again.
+- Debris: child rows (equity, trades, metrics, trials, windows) of runs that never completed
+  and ended (crashed, failed, cancelled) before the retention cut-off are deleted, and their
+  marks cleared so a rerun writes them again.
+- Vacuum removes files no version needs any more, and files that never made it into a commit
+  (a writer that lost a race or died mid-write), older than the retention.
 
 Vacuum never removes a file that a stored run's pinned data version needs: for ``bars`` the
 retention window is stretched back to the commit time of the oldest version any run pins
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -29,10 +40,9 @@ __all__ = ["maintain", "MaintenanceReport", "pinned_versions"]
 class MaintenanceReport:
     tables: list[dict] = field(default_factory=list)
     deleted_runs: int = 0
+    reaped_runs: list[str] = field(default_factory=list)
+    debris_runs: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.tables) if self.tables else pl.DataFrame()
 
 
 def pinned_versions(lake: Lake) -> dict[str, int]:
@@ -55,13 +65,21 @@ def _commit_time(table: DeltaTable, version: int) -> dt.datetime | None:
 
 def maintain(
     lake: Lake, *, compact: bool = True, checkpoint: bool = True, vacuum_retention_hours: float | None = 168.0,
-    failed_retention_days: float | None = 30.0, dry_run: bool = False,
+    failed_retention_days: float | None = 30.0, stale_after_hours: float = 6.0, dry_run: bool = False,
+    is_alive: Callable[[str], bool | None] | None = None,
 ) -> MaintenanceReport:
     """Run maintenance over every existing table (see the module docstring)."""
+    from backlake.runs.events import reap
+
     report = MaintenanceReport()
     now = dt.datetime.now(dt.timezone.utc)
-    if failed_retention_days is not None and lake.exists("runs"):
-        report.deleted_runs = _expire_terminal_runs(lake, now - dt.timedelta(days=failed_retention_days), dry_run)
+    report.reaped_runs = reap(lake, stale_after=dt.timedelta(hours=stale_after_hours), is_alive=is_alive,
+                              dry_run=dry_run)
+    if failed_retention_days is not None:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=failed_retention_days)  # after reaping
+        report.debris_runs = _delete_debris(lake, cutoff, dry_run)
+        if lake.exists("runs"):
+            report.deleted_runs = _expire_terminal_runs(lake, cutoff, dry_run)
     pins = pinned_versions(lake)
     for name in TABLES:
         if not lake.exists(name):
@@ -87,7 +105,7 @@ def maintain(
                         )
                         hours = needed
             removed = table.vacuum(retention_hours=int(hours + 0.999), dry_run=dry_run,
-                                   enforce_retention_duration=False)
+                                   enforce_retention_duration=False, full=True)
             row["vacuum_retention_hours"] = round(hours, 1)
             row["files_vacuumed"] = len(removed)
             row["oldest_pinned_version"] = pins.get(name)
@@ -107,3 +125,36 @@ def _expire_terminal_runs(lake: Lake, before: dt.datetime, dry_run: bool) -> int
     for name in ("run_events", "runs"):
         DeltaTable(lake.uri(name), storage_options=lake.storage_options or None).delete(f"run_id IN ({quoted})")
     return len(ids)
+
+
+def _delete_debris(lake: Lake, before: dt.datetime, dry_run: bool) -> list[str]:
+    """Delete the child rows of runs that never completed and whose last event is a terminal
+    one (crashed, failed, cancelled) before ``before``; clear their marks."""
+    from backlake.runs.commit import child_marks
+    from backlake.runs.events import TERMINAL
+
+    if not lake.exists("run_events"):
+        return []
+    events = lake.read("run_events", columns=["run_id", "status", "ts"])
+    last = events.sort("ts").group_by("run_id").last()
+    ended = last.filter(pl.col("status").is_in([s for s in TERMINAL if s != "completed"]) & (pl.col("ts") < before))
+    ids = set(ended["run_id"].to_list())
+    if lake.exists("runs"):
+        ids -= set(lake.read("runs", columns=["run_id"], where={"status": "completed"})["run_id"].to_list())
+    if not ids:
+        return []
+    found: set[str] = set()
+    for table, key in (("equity", "run_id"), ("trades", "run_id"), ("metrics", "run_id"),
+                       ("trials", "parent_id"), ("windows", "parent_id")):
+        if not lake.exists(table):
+            continue
+        present = set(lake.read(table, columns=[key], where={key: sorted(ids)})[key].unique().to_list())
+        if not present:
+            continue
+        found |= present
+        if dry_run:
+            continue
+        quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in sorted(present))
+        marks = [m for r in sorted(present) for m in child_marks(r)[table]]
+        lake.delete_marked(table, f"{key} IN ({quoted})", marks, f"delete debris from {table}")
+    return sorted(found)

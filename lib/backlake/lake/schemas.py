@@ -9,7 +9,7 @@ import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
 
-RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "crashed")
 
 SCHEMAS: dict[str, pa.Schema] = {
     "bars": pa.schema([
@@ -27,9 +27,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("status", pa.string()), ("error", pa.string()),
         ("total_return", pa.float64()), ("cagr", pa.float64()), ("sharpe", pa.float64()),
         ("sortino", pa.float64()), ("max_drawdown", pa.float64()), ("n_trades", pa.int64()),
+        # the fingerprint of the bars the run read (part of its id; see backlake.runs.data)
+        ("data_fingerprint", pa.string()),
     ]),
     "run_events": pa.schema([
         ("run_id", pa.string()), ("status", pa.string()), ("ts", TS), ("message", pa.string()),
+        # the attempt (one execution: a Prefect flow run id or a fresh id) and where it ran
+        ("attempt", pa.string()), ("host", pa.string()), ("pid", pa.int64()),
     ]),
     "equity": pa.schema([
         ("run_id", pa.string()), ("ts", TS), ("equity", pa.float64()), ("cash", pa.float64()),
@@ -98,8 +102,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 #: Partition columns per table (others are unpartitioned).
 PARTITIONS: dict[str, list[str]] = {"bars": ["symbol"]}
-
-#: Tables whose rows belong to one run and are written idempotently per run_id.
-RUN_CHILD_TABLES = ("equity", "trades", "metrics", "signals", "weights", "ic")
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)

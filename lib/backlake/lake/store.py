@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -29,10 +29,10 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from backlake.errors import LakeConnectionError, LakeError
-from backlake.lake.schemas import PARTITIONS, REQUIRED, SCHEMAS, TABLES
+from backlake.lake.schemas import PARTITIONS, REQUIRED, SCHEMAS, TABLES, TS
 from backlake.settings import Settings, get_settings
 
-__all__ = ["Lake"]
+__all__ = ["Lake", "is_marked"]
 
 T = TypeVar("T")
 
@@ -43,6 +43,8 @@ TABLE_CONFIG = {"delta.checkpointInterval": "10"}
 MAX_COMMIT_RETRIES = 100
 #: and we retry the whole write (re-reading the table) this many more times with backoff.
 WRITE_ATTEMPTS = 8
+#: conditional appends re-read and retry on every concurrent commit, so they may take more turns
+CHECKED_WRITE_ATTEMPTS = 60
 
 
 class Lake:
@@ -114,6 +116,7 @@ class Lake:
             except (CommitFailedError, DeltaError):
                 pass  # another writer created it first
             dt_ = DeltaTable(uri, storage_options=self._opts)
+        _add_missing_columns(table, dt_)
         self._tables[table] = dt_
         return dt_
 
@@ -177,25 +180,27 @@ class Lake:
     def append_for_runs(
         self, table: str, df: pl.DataFrame | pa.Table, run_ids: Sequence[str], *, app_prefix: str = ""
     ) -> list[str]:
-        """Append the rows of ``run_ids`` once: runs this table already recorded are skipped.
+        """Append the rows of ``run_ids`` once: runs whose rows this table holds are skipped.
 
-        One commit covers all given runs and records an application transaction per run
-        (``app_id = app_prefix + run_id``); a retry of the same write finds them and writes
-        nothing. Returns the run ids actually written.
+        One commit covers all given runs and marks an application transaction per run
+        (``app_id = app_prefix + run_id``, see :func:`is_marked`). A retry of the same write
+        finds the marks and writes nothing; two writers racing with the same run collide on
+        its app id (Delta's conflict check), and the loser re-checks and skips it. Returns the
+        run ids actually written.
         """
         data = self._conform(table, df)
         wanted = list(dict.fromkeys(run_ids))
 
         def write() -> list[str]:
             dt_ = self.ensure(table)
-            new = [r for r in wanted if dt_.transaction_version(app_prefix + r) is None]
+            marks = {r: dt_.transaction_version(app_prefix + r) for r in wanted}
+            new = [r for r in wanted if not is_marked(marks[r])]
             if not new:
                 return []
             rows = data.filter(pc.is_in(data["run_id"], pa.array(new))) if len(new) < len(wanted) else data
-            stamp = int(time.time() * 1000)
             props = CommitProperties(
                 max_commit_retries=MAX_COMMIT_RETRIES,
-                app_transactions=[Transaction(app_id=app_prefix + r, version=1, last_updated=stamp) for r in new],
+                app_transactions=[_mark(app_prefix + r, marks[r], present=True) for r in new],
             )
             write_deltalake(dt_, rows, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
             return new
@@ -203,66 +208,104 @@ class Lake:
         return _retry(write, f"append to {table}")
 
     def append_once(self, table: str, df: pl.DataFrame | pa.Table, app_id: str) -> bool:
-        """Append ``df`` in one commit unless a commit with application id ``app_id`` already
-        landed (then write nothing). Returns whether it wrote."""
+        """Append ``df`` in one commit unless the rows marked ``app_id`` are already in (then
+        write nothing). Returns whether it wrote."""
         data = self._conform(table, df)
 
         def write() -> bool:
             dt_ = self.ensure(table)
-            if dt_.transaction_version(app_id) is not None:
+            mark = dt_.transaction_version(app_id)
+            if is_marked(mark):
                 return False
-            props = CommitProperties(
-                max_commit_retries=MAX_COMMIT_RETRIES,
-                app_transactions=[Transaction(app_id=app_id, version=1, last_updated=int(time.time() * 1000))],
-            )
+            props = CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES,
+                                     app_transactions=[_mark(app_id, mark, present=True)])
             write_deltalake(dt_, data, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
             return True
 
         return _retry(write, f"append to {table}")
 
-    def upsert_runs(self, df: pl.DataFrame | pa.Table) -> None:
-        """Record run rows once per run_id, safely under concurrent writers.
+    def append_checked(
+        self, table: str, build: Callable[[DeltaTable], Any], what: str, *, strict: bool = True,
+    ) -> int:
+        """A conditional append: ``build(table)`` looks at the table at its latest version and
+        returns the rows to add (None or empty: nothing to do), or ``(rows, transactions)``
+        with application transactions to record in the same commit.
 
-        A completed run is a blind append carrying an application transaction
-        ``run:<run_id>`` (concurrent appends of different runs never conflict; a second
-        write of the same run is skipped), after which any earlier failed row of that run is
-        deleted. A failed or cancelled run is appended only while the run has no row at all
-        (``run-failed:<run_id>``), so a completed run is never duplicated nor changed.
-        """
-        data = self._conform("runs", df)
-        if data.num_rows == 0:
-            return
-        status = data["status"].to_pylist()
-        run_ids = data["run_id"].to_pylist()
-        done_idx = [i for i, st in enumerate(status) if st == "completed"]
-        other_idx = [i for i, st in enumerate(status) if st != "completed"]
-        if done_idx:
-            done = data.take(done_idx)
-            ids = [run_ids[i] for i in done_idx]
-            self.append_for_runs("runs", done, ids, app_prefix="run:")
-            self._drop_unfinished_rows(ids)
-        if other_idx:
-            ids = [run_ids[i] for i in other_idx]
-            dt_ = self.ensure("runs")
-            new = [r for r in ids if dt_.transaction_version("run:" + r) is None]
-            if new:
-                rows = data.take(other_idx)
-                self.append_for_runs("runs", rows, new, app_prefix="run-failed:")
+        ``strict``: the commit succeeds only if no other commit landed since that version;
+        otherwise the table is re-read and ``build`` asked again (serialisable, so rows decided
+        from what the table holds, ingest's new bars say, are never added twice). Not strict:
+        concurrent commits are rebased unless they record one of the same application ids
+        (Delta's conflict check), and only then is ``build`` asked again. Returns the rows
+        written."""
 
-    def _drop_unfinished_rows(self, run_ids: Sequence[str]) -> None:
-        stale = self.read("runs", columns=["run_id", "status"], where={"run_id": list(run_ids)})
-        stale_ids = stale.filter(pl.col("status") != "completed")["run_id"].unique().to_list()
-        if not stale_ids:
-            return
-        quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in stale_ids)
+        def write() -> int:
+            dt_ = self.ensure(table)
+            built = build(dt_)
+            rows, txns = built if isinstance(built, tuple) else (built, None)
+            if rows is None:
+                return 0
+            data = self._conform(table, rows)
+            if data.num_rows == 0 and not txns:
+                return 0
+            props = CommitProperties(max_commit_retries=0 if strict else MAX_COMMIT_RETRIES,
+                                     app_transactions=txns or None)
+            write_deltalake(dt_, data, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
+            return data.num_rows
+
+        return _retry(write, what, attempts=CHECKED_WRITE_ATTEMPTS)
+
+    def delete_marked(self, table: str, predicate: str, app_ids: Sequence[str], what: str) -> None:
+        """Delete rows matching ``predicate`` and clear the marks ``app_ids`` in the same commit,
+        so a later attempt writes those rows again (an empty commit clears marks whose rows
+        were already gone)."""
 
         def delete() -> None:
-            self.ensure("runs").delete(
-                f"run_id IN ({quoted}) AND status <> 'completed'",
-                commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES),
-            )
+            dt_ = self.ensure(table)
+            marks = [_mark(a, dt_.transaction_version(a), present=False) for a in app_ids]
+            dt_.delete(predicate, commit_properties=CommitProperties(
+                max_commit_retries=MAX_COMMIT_RETRIES, app_transactions=marks or None))
+            dt_ = self.ensure(table)
+            left = [_mark(a, v, present=False) for a in app_ids if is_marked(v := dt_.transaction_version(a))]
+            if left:  # nothing matched, so no commit carried the marks
+                write_deltalake(dt_, pa.Table.from_batches([], schema=SCHEMAS[table]), mode="append",
+                                commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES,
+                                                                   app_transactions=left))
 
-        _retry(delete, "delete replaced failed runs")
+        _retry(delete, what)
+
+    def upsert_runs(self, df: pl.DataFrame | pa.Table) -> list[str]:
+        """Record run rows: at most one row per run_id, a completed row never replaced.
+
+        Rows of runs without a row are appended; a run whose row is failed / cancelled /
+        crashed has it replaced (a MERGE, in the same commit). Either way the commit succeeds
+        only on the version the decision was made on (else the table is re-read), so
+        concurrent writers of the same runs never duplicate one. Returns the run ids written."""
+        data = self._conform("runs", df)
+        if data.num_rows == 0:
+            return []
+        wanted = data["run_id"].to_pylist()
+
+        def write() -> list[str]:
+            dt_ = self.ensure("runs")
+            existing = (pl.scan_delta(dt_, storage_options=self._opts or None)
+                        .filter(pl.col("run_id").is_in(wanted)).select("run_id", "status").collect())
+            done = set(existing.filter(pl.col("status") == "completed")["run_id"].to_list())
+            stale = set(existing["run_id"].to_list()) - done
+            keep = [i for i, r in enumerate(wanted) if r not in done]
+            if not keep:
+                return []
+            rows = data.take(keep)
+            strict = CommitProperties(max_commit_retries=0)
+            if stale & {wanted[i] for i in keep}:
+                (dt_.merge(rows, predicate="t.run_id = s.run_id", source_alias="s", target_alias="t",
+                           commit_properties=strict)
+                 .when_matched_update_all(predicate="t.status <> 'completed'")
+                 .when_not_matched_insert_all().execute())
+            else:
+                write_deltalake(dt_, rows, mode="append", commit_properties=strict)
+            return [wanted[i] for i in keep]
+
+        return _retry(write, "record runs", attempts=CHECKED_WRITE_ATTEMPTS)
 
     def _conform(self, table: str, df: pl.DataFrame | pa.Table) -> pa.Table:
         schema = SCHEMAS[_known(table)]
@@ -303,6 +346,69 @@ class Lake:
             "last_commit": pl.Datetime("us", "UTC"), "age_seconds": pl.Float64,
         })
 
+    def merge_checked(
+        self, table: str, build: Callable[[DeltaTable], pl.DataFrame | pa.Table | None], predicate: str,
+        what: str, *, update_when: str | None = None, insert: bool = True,
+    ) -> dict:
+        """A conditional MERGE, serialisable like :meth:`append_checked`: ``build(table)`` looks
+        at the table at its latest version and returns the source rows (None or empty: nothing
+        to do); they are merged on ``predicate`` (aliases ``s`` source, ``t`` target) in one
+        commit: a matched row is updated (all columns; only where ``update_when`` holds, if
+        given), an unmatched one inserted (if ``insert``). The commit succeeds only if no other
+        commit landed since that version, otherwise the table is re-read and ``build`` asked
+        again. Returns delta-rs' merge metrics ({} when nothing was written)."""
+
+        def write() -> dict:
+            dt_ = self.ensure(table)
+            rows = build(dt_)
+            if rows is None:
+                return {}
+            data = self._conform(table, rows)
+            if data.num_rows == 0:
+                return {}
+            merger = dt_.merge(
+                data, predicate=predicate, source_alias="s", target_alias="t", streamed_exec=False,
+                commit_properties=CommitProperties(max_commit_retries=0),
+            ).when_matched_update_all(predicate=update_when)
+            if insert:
+                merger = merger.when_not_matched_insert_all()
+            return merger.execute()
+
+        return _retry(write, what, attempts=CHECKED_WRITE_ATTEMPTS)
+
+
+def is_marked(version: int | None) -> bool:
+    """Whether an application-transaction mark says its rows are in the table: marks count
+    up, odd = written, even = deleted since (so a later attempt may write them again)."""
+    return version is not None and version % 2 == 1
+
+
+def _mark(app_id: str, current: int | None, *, present: bool) -> Transaction:
+    v = current or 0
+    v = v + 1 if (v % 2 == 0) == present else v + 2
+    return Transaction(app_id=app_id, version=v, last_updated=int(time.time() * 1000))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _add_missing_columns(table: str, dt_: DeltaTable) -> None:
+    """Bring a table made by an older release up to its schema: add the columns it lacks
+    (nullable; old rows read them as null)."""
+    have = {f.name for f in dt_.schema().fields}
+    missing = [f for f in SCHEMAS[table] if f.name not in have]
+    if not missing:
+        return
+    from deltalake.schema import Field, PrimitiveType
+
+    types = {pa.string(): "string", pa.float64(): "double", pa.int64(): "long", pa.bool_(): "boolean", TS: "timestamp"}
+    fields = [Field(f.name, PrimitiveType(types[f.type]), nullable=True) for f in missing]
+    try:
+        dt_.alter.add_columns(fields)
+    except (CommitFailedError, DeltaError):
+        dt_.update_incremental()  # another writer added them first
+
 
 def _known(table: str) -> str:
     if table not in SCHEMAS:
@@ -312,15 +418,15 @@ def _known(table: str) -> str:
     return table
 
 
-def _retry(fn: Callable[[], T], what: str) -> T:
+def _retry(fn: Callable[[], T], what: str, attempts: int = WRITE_ATTEMPTS) -> T:
     """Run a write, retrying lost commit races with jittered exponential backoff."""
-    for attempt in range(WRITE_ATTEMPTS):
+    for attempt in range(attempts):
         try:
             return fn()
         except CommitFailedError as e:
-            if attempt == WRITE_ATTEMPTS - 1:
-                raise LakeError(f"{what} kept losing commit races after {WRITE_ATTEMPTS} attempts: {e}") from e
-            time.sleep(min(5.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            if attempt == attempts - 1:
+                raise LakeError(f"{what} kept losing commit races after {attempts} attempts: {e}") from e
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
         except OSError as e:  # network trouble surfaces as OSError from the object store
             raise LakeConnectionError(f"{what} failed talking to the lake: {e}") from e
     raise AssertionError("unreachable")

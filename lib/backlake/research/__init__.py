@@ -1,15 +1,25 @@
-"""Research at scale: parameter sweeps, Optuna searches, walk-forward analysis, Monte Carlo
-robustness and overfitting diagnostics (compute only; the flows write results to the lake)."""
+"""Research at scale, compute only: parameter sweeps, Optuna searches, walk-forward analysis,
+Monte Carlo robustness and overfitting diagnostics. Writing a job to the lake is the run
+protocol's part (``backlake.runs``).
 
-from backlake.research.monte_carlo import METHODS, McSummary, MonteCarloResult, monte_carlo, simulate_paths, summarize
-from backlake.research.optimize import OBJECTIVES, StudyResult, TrialRecord, evaluate_trial, optimize, summarize_trials
+One module per technique; its entry point has the module's name and is imported from the
+module (the package does not re-export it, so ``backlake.research.sweep`` is always the module)::
+
+    from backlake.research.sweep import sweep
+    from backlake.research.optimize import optimize
+    from backlake.research.walk_forward import walk_forward
+    from backlake.research.monte_carlo import monte_carlo
+"""
+
+from backlake.research.monte_carlo import METHODS, McSummary, MonteCarloResult, simulate_paths, summarize
+from backlake.research.optimize import OBJECTIVES, StudyResult, TrialRecord, evaluate_trial, summarize_trials
 from backlake.research.overfitting import (
     PboResult,
     deflated_sharpe_from_returns,
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
 )
-from backlake.research.sweep import SWEEP_METRICS, SweepReport, expand_grid, sweep
+from backlake.research.sweep import SWEEP_METRICS, SweepReport, expand_grid
 from backlake.research.walk_forward import (
     WalkForwardResult,
     Window,
@@ -18,14 +28,13 @@ from backlake.research.walk_forward import (
     evaluate_window,
     make_windows,
     stitch,
-    walk_forward,
 )
 
 __all__ = [
-    "sweep", "SweepReport", "expand_grid", "SWEEP_METRICS",
-    "optimize", "evaluate_trial", "summarize_trials", "StudyResult", "TrialRecord", "OBJECTIVES",
-    "walk_forward", "make_windows", "evaluate_window", "stitch", "aggregate_windows", "Window", "WindowResult",
+    "SweepReport", "expand_grid", "SWEEP_METRICS",
+    "evaluate_trial", "summarize_trials", "StudyResult", "TrialRecord", "OBJECTIVES",
+    "make_windows", "evaluate_window", "stitch", "aggregate_windows", "Window", "WindowResult",
     "WalkForwardResult",
-    "monte_carlo", "simulate_paths", "summarize", "McSummary", "MonteCarloResult", "METHODS",
+    "simulate_paths", "summarize", "McSummary", "MonteCarloResult", "METHODS",
     "probability_of_backtest_overfitting", "deflated_sharpe_ratio", "deflated_sharpe_from_returns", "PboResult",
 ]

@@ -49,7 +49,7 @@ from backlake.engine.core import run_backtest
 from backlake.engine.result import BacktestResult
 from backlake.errors import ConfigError
 
-__all__ = ["METHODS", "PATH_METRICS", "McSummary", "MonteCarloResult", "simulate_paths", "summarize", "monte_carlo"]
+__all__ = ["check_args", "METHODS", "PATH_METRICS", "McSummary", "MonteCarloResult", "simulate_paths", "summarize", "monte_carlo"]
 
 METHODS: tuple[str, ...] = ("trade_bootstrap", "return_shuffle", "block_bootstrap", "random_entry")
 PATH_METRICS: tuple[str, ...] = ("total_return", "max_drawdown", "sharpe")
@@ -155,13 +155,8 @@ def monte_carlo(
 
         monte_carlo(cfg, bars, method="trade_bootstrap", n_paths=2000, seeds=(0, 1, 2)).summary
     """
-    _check_common(method, n_paths, block_size)
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds={seeds!r} must list at least one seed, each once, e.g. (0, 1, 2)")
-    for s in seeds:
-        _check_int("seeds[]", s, 0, "e.g. (0, 1, 2)")
-    _check_summary_args(confidence, ruin_drawdown)
+    seeds = check_args(method=method, n_paths=n_paths, seeds=seeds, block_size=block_size, confidence=confidence,
+                       ruin_drawdown=ruin_drawdown)
     base = run_backtest(cfg, bars)
     frames = [
         simulate_paths(base, bars, method=method, n_paths=n_paths, seed=s, block_size=block_size)
@@ -290,6 +285,22 @@ def _entry_inputs(base: BacktestResult, bars: pl.DataFrame | None):
 
 # ---------------------------------------------------------------------------------------------
 # validation
+
+
+def check_args(
+    *, method: str, n_paths: int, seeds: Sequence[int], block_size: int, confidence: float, ruin_drawdown: float,
+) -> list[int]:
+    """Every check of a Monte Carlo job's arguments (ConfigError naming the field); the seeds."""
+    _check_common(method, n_paths, block_size)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ConfigError(f"seeds={seeds!r} must be a list of whole numbers, e.g. [0, 1, 2]")
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={seeds!r} must list at least one seed, each once, e.g. (0, 1, 2)")
+    for s in seeds:
+        _check_int("seeds[]", s, 0, "e.g. (0, 1, 2)")
+    _check_summary_args(confidence, ruin_drawdown)
+    return seeds
 
 
 def _check_common(method: str, n_paths: int, block_size: int) -> None:

@@ -24,7 +24,8 @@ import polars as pl
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError, ConfigError
-from backlake.lake.runs import PlannedRun, execute_run
+from backlake.runs.backtest import PlannedRun, execute_run
+from backlake.runs.data import fingerprint, load_bars
 from backlake.lake.store import Lake
 
 __all__ = ["Golden", "load_goldens", "replay", "regress", "failures", "format_drift", "RegressionError"]
@@ -77,7 +78,13 @@ def replay(lake: Lake, run_id: str) -> tuple[dict[str, float | None], dict[str, 
     if row["kind"] != "backtest":
         raise ConfigError(f"run {run_id} is a {row['kind']} run: goldens are single backtests")
     cfg = BacktestConfig.model_validate(json.loads(row["config"]))
-    planned = PlannedRun(run_id, cfg, json.loads(row["data_versions"]), kind="backtest")
+    versions = json.loads(row["data_versions"])
+    fp = fingerprint(cfg, load_bars(lake, cfg, versions["bars"]))
+    if row.get("data_fingerprint") and row["data_fingerprint"] != fp:
+        raise RegressionError(
+            f"replaying {run_id}: the bars at version {versions['bars']} no longer give the fingerprint it "
+            f"recorded ({row['data_fingerprint']} vs {fp}); the pinned data was changed or vacuumed")
+    planned = PlannedRun(run_id, cfg, versions, fp, kind="backtest")
     outcome = execute_run(lake, planned)
     if outcome.result is None:
         raise RegressionError(f"replaying {run_id} failed: {outcome.error}")

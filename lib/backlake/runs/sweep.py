@@ -2,8 +2,9 @@
 (each one ``backlake.sweep`` call, fanned out by the flow), commit the trials in a few
 batches, then the parent ``runs`` row last.
 
-- ``run_id`` = hash of the config id, the grid and the data versions: the same sweep on the
-  same data is the same run (a completed one is not recomputed).
+- ``run_id``: the run protocol's id (``backlake.runs.ids``) of the config, grid and objective
+  on the fingerprint of the bars it reads: the same sweep on the same data is the same run (a
+  completed one is not recomputed).
 - trials are committed in at most ``max_batches`` commits, each recorded as a Delta
   application transaction (``trials:<run_id>:<batch>``), so a retried or resumed sweep never
   writes a batch twice;
@@ -14,7 +15,7 @@ Example::
 
     plan = plan_sweep(lake, cfg, {"fast": [5, 10], "slow": [20, 50]})
     frames = [run_chunk(lake, plan, k) for k in range(len(plan.chunks))]
-    summary = finish_sweep(lake, plan, frames, started_at)
+    summary = finish_sweep(lake, plan, frames, started_at, attempt=attempt, generation=gen)
 """
 
 from __future__ import annotations
@@ -29,21 +30,19 @@ from typing import Any
 import polars as pl
 
 from backlake._suggest import unknown_name_message
-from backlake.config import BacktestConfig, canonical_hash
+from backlake.config import BacktestConfig
 from backlake.errors import ConfigError
-from backlake.lake.runs import completed_runs, load_bars, record_events, runs_row
 from backlake.lake.store import Lake
 from backlake.research.sweep import SWEEP_METRICS, SweepReport, expand_grid, sweep
+from backlake.runs.commit import MAX_TRIAL_BATCHES, RunRecord, commit, completed_runs
+from backlake.runs.data import pin
+from backlake.runs.events import Attempt
+from backlake.runs.ids import run_id
 
-__all__ = ["SweepPlan", "plan_sweep", "run_chunk", "commit_trial_batch", "finish_sweep", "batches", "heatmap",
-           "stored_summary", "summary",
-           "SWEEP_OBJECTIVES"]
+__all__ = ["SweepPlan", "plan_sweep", "run_chunk", "commit_trial_batch", "finish_sweep", "batches",
+           "stored_summary", "summary", "SWEEP_OBJECTIVES"]
 
 SWEEP_OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "cagr")  # higher is better
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ class SweepPlan:
     data_versions: dict[str, int]
     objective: str
     report: SweepReport
+    fingerprint: str
+    bars: pl.DataFrame | None = field(default=None, repr=False)  # the pinned bars (None once shipped to tasks)
     done: bool = False
     keys: list[str] = field(default_factory=list)
 
@@ -71,15 +72,16 @@ def plan_sweep(
         raise ConfigError(f"chunk_size={chunk_size} must be at least 1")
     grid = {k: list(v) for k, v in grid.items()}
     combos, report = expand_grid(cfg, grid)  # ConfigError when nothing is valid
-    versions = {"bars": lake.version("bars")}
-    run_id = canonical_hash({"kind": "sweep", "config_id": cfg.id, "grid": grid, "objective": objective,
-                             "data_versions": versions})
+    pinned = pin(lake, cfg)
+    rid = run_id("sweep", {"config": cfg.model_dump(mode="json"), "grid": grid, "objective": objective},
+                 pinned.fingerprint)
     chunks = [list(range(i, min(i + chunk_size, len(combos)))) for i in range(0, len(combos), chunk_size)]
-    done = run_id in completed_runs(lake, [run_id])
-    return SweepPlan(run_id, cfg, grid, combos, chunks, versions, objective, report, done, list(grid))
+    done = rid in completed_runs(lake, [rid])
+    return SweepPlan(rid, cfg, grid, combos, chunks, pinned.versions, objective, report, pinned.fingerprint,
+                     pinned.bars, done, list(grid))
 
 
-def batches(n_chunks: int, max_batches: int = 8) -> list[list[int]]:
+def batches(n_chunks: int, max_batches: int = MAX_TRIAL_BATCHES) -> list[list[int]]:
     """Chunk indices grouped into at most ``max_batches`` commits (deterministic)."""
     per = max(1, math.ceil(n_chunks / max_batches))
     return [list(range(i, min(i + per, n_chunks))) for i in range(0, n_chunks, per)]
@@ -89,7 +91,7 @@ def run_chunk(lake: Lake, plan: SweepPlan, chunk: int, bars: pl.DataFrame | None
     """Compute one chunk (one ``backlake.sweep`` call) on the pinned bars; returns trial rows
     without parent_id: trial, the swept params, and SWEEP_METRICS."""
     if bars is None:
-        bars = load_bars(lake, plan.config, plan.data_versions["bars"])
+        bars = plan.bars if plan.bars is not None else pin(lake, plan.config, plan.data_versions["bars"]).bars
     idx = plan.chunks[chunk]
     combos = [plan.combos[i] for i in idx]
     df = sweep(plan.config, combos, bars)
@@ -125,20 +127,19 @@ def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict:
 
 
 def finish_sweep(
-    lake: Lake, plan: SweepPlan, frames: Sequence[pl.DataFrame], started_at: dt.datetime, *, user: str | None = None,
+    lake: Lake, plan: SweepPlan, frames: Sequence[pl.DataFrame], started_at: dt.datetime, *, attempt: Attempt,
+    generation: int, user: str | None = None,
 ) -> dict:
     """The parent ``runs`` row (last) and the completed event; returns the summary."""
     best = best_trial(plan, frames)
     best_params = {k: best[k] for k in plan.keys} if best else {}
-    params = {**plan.config.params, **best_params}
-    row = runs_row(
-        plan.run_id, plan.config, kind="sweep", metrics={m: best.get(m) for m in SWEEP_METRICS} if best else {},
-        data_versions=plan.data_versions, started_at=started_at, finished_at=_now(), status="completed",
-        error=None, user=user or lake.settings.user, params=params,
-        config={**plan.config.model_dump(mode="json"), "grid": plan.grid, "objective": plan.objective},
+    record = RunRecord(
+        run_id=plan.run_id, kind="sweep", config=plan.config, data_versions=plan.data_versions,
+        fingerprint=plan.fingerprint, started_at=started_at, generation=generation,
+        params={**plan.config.params, **best_params}, request={"grid": plan.grid, "objective": plan.objective},
+        headline={m: best.get(m) for m in SWEEP_METRICS} if best else {},
     )
-    lake.upsert_runs(pl.DataFrame([row], infer_schema_length=None))
-    record_events(lake, [plan.run_id], "completed", attempt=f"sweep:{plan.run_id}")
+    commit(lake, [record], attempt, created_by=user)
     return summary(plan, best)
 
 
@@ -149,13 +150,6 @@ def summary(plan: SweepPlan, best: dict) -> dict:
         "best_params": {k: best[k] for k in plan.keys} if best else None,
         "best": {m: best.get(m) for m in SWEEP_METRICS} if best else None,
     }
-
-
-def heatmap(trials: pl.DataFrame, x: str, y: str, metric: str = "sharpe") -> pl.DataFrame:
-    """Trials (params JSON + metrics) pivoted to a y-by-x grid of ``metric`` (heatmap-ready)."""
-    params = trials["params"].str.json_decode()
-    df = trials.with_columns(params.struct.field(x).alias(x), params.struct.field(y).alias(y))
-    return df.pivot(on=x, index=y, values=metric, aggregate_function="first").sort(y)
 
 
 def stored_summary(lake: Lake, plan: SweepPlan) -> dict:

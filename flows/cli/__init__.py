@@ -1,0 +1,20 @@
+"""The ``backlake`` command line: demo, ingest, backtest, sweep, optimize, walk-forward,
+monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies.
+
+    backlake demo
+    backlake ingest --source samples --symbols GOOG SP500
+    backlake backtest config.json
+    backlake sql "SELECT run_id, sharpe FROM runs ORDER BY sharpe DESC" --format json
+    backlake lake status --format json
+    backlake dashboard --port 5006
+
+Modules: ``entry`` (the parser and :func:`main`), one per command group (``data``: ingest;
+``runs``: backtest, sweep, optimize, walk-forward, monte-carlo, regress; ``lake``: sql, lake
+status, maintain; ``info``: schema, strategies; ``app``: demo, dashboard), and the helpers
+they share: ``output`` (tables, JSON, CSV; reading JSON files) and ``progress`` (progress bars).
+"""
+
+from flows.cli.entry import build_parser, main
+from flows.cli.progress import progress_bars
+
+__all__ = ["build_parser", "main", "progress_bars"]

@@ -196,8 +196,9 @@ def test_ingest_flow_rejects_changed_bars_without_retrying_and_revises_on_reques
     assert state.is_failed()
     with pytest.raises(ChangedBarsError, match=r"^\d+ re-ingested bar\(s\) differ .*--revise") as info:
         state.result()
+    this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        runs = client.read_task_runs(flow_run_filter=this_run)
     assert {r.name.split("-")[0]: r.run_count for r in runs} == {"load_bars_task": 1, "ingest_task": 1}
     assert lake.version("bars") == v
     # revise=True replaces them

@@ -112,6 +112,8 @@ class Lake:
                 DeltaTable.create(
                     uri, schema=SCHEMAS[table], mode="ignore", partition_by=PARTITIONS.get(table),
                     storage_options=self._opts, name=table, configuration=TABLE_CONFIG,
+                    # a lost creation race must fail, not land a second CREATE commit
+                    commit_properties=CommitProperties(max_commit_retries=0),
                 )
             except (CommitFailedError, DeltaError):
                 pass  # another writer created it first

@@ -1,6 +1,9 @@
-# backlake: `make demo` runs the demo on the embedded (local directory) lake; `make test` runs the tests.
+# backlake: `make demo` runs the demo on the embedded (local directory) lake; `make test` lints (ruff, mypy)
+# and runs the tests; `make lint` only lints.
 # Both create or refresh .venv from a lock file first: the demo from requirements-runtime.lock (runtime
 # dependencies only), the tests from requirements.lock (runtime + test dependencies).
+# `make demo` leaves the local Prefect server it started running (state in .prefect) for the next
+# commands; `make stop` (or `.venv/bin/backlake server stop`) stops it, `make s3` serves a local S3.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
@@ -12,7 +15,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup setup-test demo test test-fast lock dashboard clean
+.PHONY: setup setup-test demo lint test test-fast lock dashboard s3 stop clean
 
 setup: $(RUNTIME_STAMP)
 
@@ -37,7 +40,11 @@ $(TEST_STAMP): requirements.lock requirements-runtime.lock pyproject.toml
 demo: setup
 	$(BIN)/backlake demo
 
-test: setup-test
+lint: setup-test
+	$(BIN)/ruff check lib flows dashboards tests
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 test-fast: setup-test
@@ -45,6 +52,14 @@ test-fast: setup-test
 
 dashboard: setup
 	$(BIN)/backlake dashboard
+
+# a local S3 server (moto) on 127.0.0.1:9000 with the bucket `backlake`; prints the exports to use
+s3: setup
+	$(BIN)/backlake s3 serve
+
+# stop the local Prefect server that the demo (or any command running a flow) started
+stop:
+	@if [ -x $(BIN)/backlake ]; then $(BIN)/backlake server stop; fi
 
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
@@ -58,5 +73,5 @@ lock:
 	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements.lock
 	rm -rf .lockenv
 
-clean:
-	rm -rf $(VENV) .prefect .pytest_cache
+clean: stop
+	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,12 @@
-"""The runs page: a table of completed runs and the detail of the selected run.
+"""The runs page: a table of completed runs ("mine" or everyone's), the detail of the selected
+run, and (in the sidebar) a form to submit a backtest and the jobs submitted from here.
 
-Views only: every number comes from ``LakeStore``; this module formats and lays it out.
+Views only: every number comes from ``LakeStore``, every submission goes through
+``dashboards.jobs`` (the library's run protocol), and every control asks the gates of
+``dashboards.identity`` (viewers get the controls disabled, with the reason).
 
-    page = RunsPage(store=LakeStore())
-    page.servable()
+    page = RunsPage(store=LakeStore(), identity=current_identity(), jobs=shared_queue())
+    template.main.append(page); template.sidebar.extend(page.sidebar())
 """
 
 from __future__ import annotations
@@ -20,16 +23,30 @@ import param
 from bokeh.models import NumeralTickFormatter
 from bokeh.models.widgets.tables import DateFormatter, NumberFormatter
 
+from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError
+from dashboards.identity import Identity, cancel_gate, submit_gate
+from dashboards.jobs import Job, JobQueue
 from dashboards.store import LakeStore
 
-__all__ = ["RunsPage", "RunsTable", "RunDetail"]
+__all__ = ["RunsPage", "RunsTable", "RunDetail", "SubmitForm", "JobsList", "MINE", "EVERYONE",
+           "default_owner_filter"]
 
 EMPTY_LAKE = (
     "**No runs yet** — run `backlake demo` to ingest the sample data and backtest the demo "
     "strategies, then press **Refresh**."
 )
 NO_SELECTION = "Select a run in the table to see its equity curve, drawdown, metrics, config and trades."
+NONE_OF_MINE = (
+    "**You have no completed runs yet** — switch to **Everyone** to see the others' runs, or submit "
+    "a backtest from the sidebar."
+)
+MINE, EVERYONE = "Mine", "Everyone"
+#: What the submit form holds until a run is selected (selecting one copies its config).
+EXAMPLE_CONFIG = {
+    "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["GOOG"],
+    "timeframe": "1d", "initial_cash": 10000, "costs": {"commission_bps": 10},
+}
 
 STRATEGY_COLOR, BENCHMARK_COLOR, DRAWDOWN_COLOR = "#1f6fb2", "#9a9a9a", "#c0392b"
 
@@ -133,6 +150,8 @@ class RunsTable(pn.viewable.Viewer):
 
     run_id = param.String(default=None, allow_None=True, doc="The selected run, or None.")
     n_runs = param.Integer(default=0, doc="How many completed runs the table shows.")
+    n_total = param.Integer(default=0, doc="How many completed runs the lake holds (whoever made them).")
+    owner = param.String(default=None, allow_None=True, doc="Show only the runs this user created; None: all.")
 
     def __init__(self, store: LakeStore, **params: object) -> None:
         super().__init__(**params)
@@ -145,6 +164,7 @@ class RunsTable(pn.viewable.Viewer):
             header_align="center", css_classes=["runs-table"], stylesheets=[TABLE_CSS],
         )
         self._table.param.watch(self._on_select, "selection")
+        self.param.watch(lambda _e: self.load(), "owner")
         self.load()
 
     def load(self) -> None:
@@ -154,9 +174,12 @@ class RunsTable(pn.viewable.Viewer):
         except BacklakeError as e:
             self._show_message(f"**Cannot read the lake** at `{self.store.lake_uri}`: {e}", "danger")
             return
+        self.n_total = len(runs)
+        if self.owner is not None:
+            runs = runs[runs["created_by"] == self.owner].reset_index(drop=True)
         self.n_runs = len(runs)
         if runs.empty:
-            self._show_message(EMPTY_LAKE, "info")
+            self._show_message(EMPTY_LAKE if self.n_total == 0 else NONE_OF_MINE, "info")
             return
         shown = runs.assign(params=runs["params"].map(format_params))
         self._table.value = shown
@@ -283,37 +306,225 @@ class RunDetail(pn.viewable.Viewer):
         )
 
 
-class RunsPage(pn.viewable.Viewer):
-    """Header (lake, run count, refresh), the runs table, and the selected run's detail."""
+def default_owner_filter(identity: Identity) -> str:
+    """Researchers start on their own runs ("Mine"); viewers and admins on everyone's."""
+    return MINE if identity.role == "researcher" else EVERYONE
 
-    def __init__(self, store: LakeStore, **params: object) -> None:
+
+def config_for_form(config_json: str | None) -> str:
+    """A stored run's config as the submit form shows it: the keys that differ from the
+    defaults (the same config, shorter), indented; "" when it cannot be read."""
+    try:
+        stored = json.loads(config_json or "")
+    except ValueError:
+        return ""
+    if not isinstance(stored, dict):
+        return ""
+    data = {k: v for k, v in stored.items() if k in BacktestConfig.model_fields}
+    try:
+        short = BacktestConfig.model_validate(data).model_dump(mode="json", exclude_defaults=True)
+    except (ValueError, BacklakeError):  # a config this version no longer takes: as stored
+        return json.dumps(data, indent=1)
+    first = [k for k in ("strategy", "params", "universe") if k in short]
+    return json.dumps({**{k: short[k] for k in first}, **short}, indent=1)
+
+
+EDITOR_CSS = ":host textarea { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.8rem; }"
+
+
+class SubmitForm(pn.viewable.Viewer):
+    """A backtest config (JSON) and a Submit button; for a role that may not submit, both are
+    disabled and the reason is shown. Submitting asks the gate again (``JobQueue.submit``)."""
+
+    def __init__(self, identity: Identity, jobs: JobQueue, **params: object) -> None:
+        super().__init__(**params)
+        self.identity, self.jobs = identity, jobs
+        self.allowed, why = submit_gate(identity)
+        self.editor = pn.widgets.TextAreaInput(
+            value=json.dumps(EXAMPLE_CONFIG, indent=1), height=300, disabled=not self.allowed,
+            css_classes=["submit-config"], stylesheets=[EDITOR_CSS], sizing_mode="stretch_width",
+        )
+        self.button = pn.widgets.Button(
+            label="Submit backtest", color="primary", disabled=not self.allowed,
+            css_classes=["submit-run"], sizing_mode="stretch_width",
+        )
+        self.button.on_click(self._on_submit)
+        self.reason = pn.pane.Alert(why, alert_type="warning", visible=not self.allowed,
+                                    css_classes=["submit-denied"], sizing_mode="stretch_width")
+        self.feedback = pn.pane.Alert("", alert_type="success", visible=False, css_classes=["submit-feedback"],
+                                      sizing_mode="stretch_width")
+
+    def use_config(self, config_json: str | None) -> None:
+        """Put a stored run's config in the form (to edit and run again)."""
+        text = config_for_form(config_json)
+        if self.allowed and text:
+            self.editor.value = text
+
+    def _say(self, text: str, kind: str) -> None:
+        self.feedback.object, self.feedback.alert_type, self.feedback.visible = text, kind, True
+
+    def _on_submit(self, _event: object) -> None:
+        try:
+            data = json.loads(self.editor.value or "")
+        except ValueError as e:
+            self._say(f"**Not JSON**: {e}", "danger")
+            return
+        try:
+            cfg = BacktestConfig.model_validate(data)
+            job = self.jobs.submit(self.identity.current(), cfg)  # the role as it is now
+        except (BacklakeError, ValueError) as e:
+            self._say(f"**Not submitted**: {html.escape(str(e))}", "danger")
+            return
+        self._say(f"Job **#{job.id}** queued: {cfg.strategy} on {', '.join(cfg.symbols)} "
+                  f"({format_params(json.dumps(cfg.params))}), as **{job.owner}**.", "success")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        intro = ("Edit a config (selecting a run copies its config here) and submit it; the run is recorded "
+                 f"as **{self.identity.name}**'s." if self.allowed else "")
+        return pn.Column(
+            pn.pane.Markdown(intro, visible=self.allowed, margin=(0, 5)),
+            self.reason, self.editor, self.button, self.feedback, sizing_mode="stretch_width",
+        )
+
+
+class JobsList(pn.viewable.Viewer):
+    """The jobs submitted from this dashboard (every session's), with Cancel where the gate
+    allows it: your own queued or running jobs, or anyone's for an admin."""
+
+    MAX_SHOWN = 20
+
+    def __init__(self, identity: Identity, jobs: JobQueue, on_finished: Callable[[], None] | None = None,
+                 **params: object) -> None:
+        super().__init__(**params)
+        self.identity, self.jobs, self.on_finished = identity, jobs, on_finished
+        self._column = pn.Column(sizing_mode="stretch_width", css_classes=["jobs-list"])
+        self._version = -1
+        self._finished: set[int] = set()
+        self.poll()
+
+    def poll(self) -> None:
+        """Redraw if any job changed; tell ``on_finished`` when a job completed since last time."""
+        if self.jobs.version == self._version:
+            return
+        self._version = self.jobs.version
+        jobs = self.jobs.jobs()
+        finished = {j.id for j in jobs if j.status == "completed"}
+        new = finished - self._finished
+        self._finished = finished
+        self._column.objects = [self._row(j) for j in jobs[: self.MAX_SHOWN]] or [
+            pn.pane.Markdown("No jobs submitted from this dashboard yet.", css_classes=["no-jobs"])
+        ]
+        if new and self.on_finished is not None:
+            self.on_finished()
+
+    def _row(self, job: Job) -> pn.viewable.Viewable:
+        params = format_params(json.dumps(job.config.params))
+        lines = [f"**#{job.id}** {job.config.strategy} on {', '.join(job.config.symbols)} ({params})",
+                 f"by {job.owner} · **{job.status}**" + (f" · run `{job.run_id}`" if job.run_id else "")]
+        if job.message:
+            lines.append(html.escape(job.message))
+        parts: list[pn.viewable.Viewable] = [
+            pn.pane.Markdown("<br>".join(lines), sizing_mode="stretch_width", margin=(0, 5)),
+        ]
+        if job.active:
+            allowed, why = cancel_gate(self.identity, job.owner)
+            button = pn.widgets.Button(label="Cancel", color="warning", disabled=not allowed,
+                                       css_classes=["cancel-job"], width=80)
+            button.on_click(lambda _e, job_id=job.id: self._cancel(job_id))
+            parts.append(button)
+            if not allowed:
+                parts.append(pn.pane.Markdown(f"<small>{html.escape(why)}</small>", margin=(0, 5)))
+        return pn.Column(*parts, css_classes=["job", f"job-{job.status}"], sizing_mode="stretch_width",
+                         styles={"border-bottom": "1px solid #e3e6ea"})
+
+    def _cancel(self, job_id: int) -> None:
+        try:
+            self.jobs.cancel(self.identity.current(), job_id)
+        except BacklakeError as e:
+            self._column.insert(0, _alert(html.escape(str(e)), "danger"))
+        self.poll()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._column
+
+
+class RunsPage(pn.viewable.Viewer):
+    """Header (lake, run count, mine / everyone, refresh), the runs table, the selected run's
+    detail; :meth:`sidebar` holds the submit form and the jobs."""
+
+    def __init__(self, store: LakeStore, identity: Identity | None = None, jobs: JobQueue | None = None,
+                 **params: object) -> None:
         super().__init__(**params)
         self.store = store
-        self.table = RunsTable(store)
+        self.identity = identity or Identity.anonymous()
+        self.owner_filter = pn.widgets.RadioButtonGroup(
+            options=[MINE, EVERYONE], value=default_owner_filter(self.identity), color="light",
+            css_classes=["owner-filter"], width=170, height=36, sizing_mode="fixed",
+        )
+        self.table = RunsTable(store, owner=self._owner(self.owner_filter.value))
+        self.owner_filter.param.watch(lambda e: setattr(self.table, "owner", self._owner(e.new)), "value")
         self.detail = RunDetail(store, run_id=self.table.run_id)
-        self.table.param.watch(lambda e: setattr(self.detail, "run_id", e.new), "run_id")
+        self.table.param.watch(self._on_run, "run_id")
         self._refresh = pn.widgets.Button(
             label="↻ Refresh", color="primary", width=110, height=36, sizing_mode="fixed",
         )
         self._refresh.on_click(self._on_refresh)
+        self.jobs = jobs
+        self.submit = SubmitForm(self.identity, jobs) if jobs is not None else None
+        self.jobs_list = JobsList(self.identity, jobs, on_finished=self.reload) if jobs is not None else None
 
-    def _on_refresh(self, _event: object) -> None:
+    def _owner(self, choice: str) -> str | None:
+        return self.identity.name if choice == MINE else None
+
+    def _on_run(self, event: param.parameterized.Event) -> None:
+        self.detail.run_id = event.new
+        if event.new and self.submit is not None:
+            try:
+                run = self.store.run(event.new)
+            except BacklakeError:
+                return
+            if run is not None:
+                self.submit.use_config(run["config"])
+
+    def reload(self) -> None:
+        """Re-read the lake: the table, and the detail of the selected run."""
         self.store.refresh()
         self.table.load()
         self.detail.param.trigger("run_id")
 
-    def _summary(self, n: int) -> pn.pane.Markdown:
-        return pn.pane.Markdown(
-            f"**Lake** `{self.store.lake_uri}` · **{n}** completed run{'s' if n != 1 else ''}",
-            css_classes=["runs-summary"], sizing_mode="stretch_width", margin=(12, 10, 0, 10),
-        )
+    def _on_refresh(self, _event: object) -> None:
+        self.reload()
+
+    def poll(self) -> None:
+        """Follow the jobs (a periodic callback of the session calls this)."""
+        if self.jobs_list is not None:
+            self.jobs_list.poll()
+
+    def _summary(self, n: int, total: int, owner: str | None) -> pn.pane.Markdown:
+        lake = f"**Lake** `{self.store.lake_uri}`"
+        if owner is None:
+            text = f"{lake} · **{n}** completed run{'s' if n != 1 else ''}"
+        else:
+            text = f"{lake} · **{n}** completed run{'s' if n != 1 else ''} by **{owner or '?'}** · {total} in all"
+        return pn.pane.Markdown(text, css_classes=["runs-summary"], sizing_mode="stretch_width",
+                                margin=(12, 10, 0, 10))
+
+    def sidebar(self) -> list[pn.viewable.Viewable]:
+        """The submit form and the jobs list (nothing without a job queue)."""
+        if self.submit is None or self.jobs_list is None:
+            return []
+        return [
+            pn.pane.Markdown("### Submit a backtest"), self.submit,
+            pn.pane.Markdown("### Jobs from this dashboard"), self.jobs_list,
+        ]
 
     def __panel__(self) -> pn.viewable.Viewable:
-        n_runs = self.table.param.n_runs
+        t = self.table.param
         return pn.Column(
-            pn.Row(pn.bind(self._summary, n_runs), self._refresh, sizing_mode="stretch_width"),
+            pn.Row(pn.bind(self._summary, t.n_runs, t.n_total, t.owner), self.owner_filter, self._refresh,
+                   sizing_mode="stretch_width"),
             self.table,
             # no detail area under the "no runs yet" message
-            pn.Column(pn.layout.Divider(), self.detail, visible=n_runs.rx() > 0, sizing_mode="stretch_width"),
+            pn.Column(pn.layout.Divider(), self.detail, visible=t.n_runs.rx() > 0, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from typing import ClassVar
 
 from backlake.errors import ConfigError
 from backlake.lake import Lake
@@ -45,8 +46,8 @@ class PinnedBars:
     Like :class:`Opaque`, Prefect does not walk it; tasks read ``.value``."""
 
     __slots__ = ("_frame", "lake_uri", "cfg", "version")
-    _cache: dict[tuple, object] = {}
-    _lock = threading.Lock()
+    _cache: ClassVar[dict[tuple, object]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, frame, lake_uri: str | None, cfg, version: int) -> None:
         self._frame, self.lake_uri, self.cfg, self.version = frame, lake_uri, cfg, version

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from backlake.config import BacktestConfig
 from backlake.errors import BacktestError
 from backlake.runs.backtest import PlannedRun, RunOutcome, execute_run, plan_runs
+from backlake.runs.checks import check_configs
 from backlake.runs.commit import commit
 from flows._common import STOP_HOOKS, Opaque, current_attempt, open_lake, start_runs
 
@@ -33,6 +34,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
     raw = [configs] if isinstance(configs, dict) else list(configs)
     cfgs = [BacktestConfig.model_validate(c) for c in raw]  # ConfigError before any task starts
     lake = open_lake(lake_uri)
+    check_configs(lake, cfgs)  # symbols, timeframes, dates, benchmark: ConfigError before any task or write
     plan = plan_runs(lake, cfgs)
     todo = list({p.run_id: p for p in plan if not p.done}.values())
     started = start_runs(lake, [p.run_id for p in todo])

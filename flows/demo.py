@@ -13,6 +13,7 @@ from flows.backtest import backtest_flow
 from flows.cli.data import ingest_summary
 from flows.cli.progress import progress_bars
 from flows.cli.runs import runs_summary
+from flows.cli.server import ui_hint
 from flows.ingest import ingest_flow
 from flows.research import walk_forward_flow
 from flows.sweep import sweep_flow
@@ -85,4 +86,7 @@ def run_demo(progress_mode: str = "auto") -> int:
         "  lake tables:          .venv/bin/backlake lake status\n"
         "  more research:        .venv/bin/backlake sweep | optimize | walk-forward | monte-carlo --help"
     )
+    hint = ui_hint()  # where the flow runs are seen, and how the local Prefect server stops
+    if hint:
+        print(hint)
     return 0

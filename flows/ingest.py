@@ -28,7 +28,8 @@ def load_bars_task(
     if source == "samples":
         return load_samples(symbols)
     if source == "synthetic":
-        return synthetic_bars(tuple(symbols or ["SYN0", "SYN1", "SYN2"]), periods=periods, timeframe=timeframe, seed=seed)
+        return synthetic_bars(tuple(symbols or ["SYN0", "SYN1", "SYN2"]), periods=periods, timeframe=timeframe,
+                              seed=seed)
     if source == "file":
         if not path:
             raise ConfigError("source='file' needs path=<CSV or Parquet file>")

@@ -43,7 +43,7 @@ def _run(lake, job: jobs.Job, work) -> dict:
     if job.run_id in claimed.busy:
         return {"run_id": job.run_id, "status": "running elsewhere", "attempt": claimed.busy[job.run_id]}
     gen = claimed.claimed[job.run_id]
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     pinned = PinnedBars(job.bars, lake.settings.lake_uri, job.config, job.data_versions["bars"])
     try:
         return work(pinned, started, gen)

@@ -52,7 +52,7 @@ def sweep_flow(
     if plan.done:
         log.info("sweep %s is already in the lake", plan.run_id)
         return stored_summary(lake, plan)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     claimed = start_runs(lake, [plan.run_id])
     if plan.run_id in claimed.busy:
         log.warning("sweep %s is being run by attempt %s; leaving it to that attempt", plan.run_id,

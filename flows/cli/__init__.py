@@ -1,5 +1,6 @@
 """The ``backlake`` command line: demo, ingest, backtest, sweep, optimize, walk-forward,
-monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies.
+monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies, users,
+server, s3.
 
     backlake demo
     backlake ingest --source samples --symbols GOOG SP500
@@ -10,7 +11,8 @@ monte-carlo, regress, maintain, sql, lake status, dashboard, schema, strategies.
 
 Modules: ``entry`` (the parser and :func:`main`), one per command group (``data``: ingest;
 ``runs``: backtest, sweep, optimize, walk-forward, monte-carlo, regress; ``lake``: sql, lake
-status, maintain; ``info``: schema, strategies; ``app``: demo, dashboard), and the helpers
+status, maintain; ``info``: schema, strategies; ``app``: demo, dashboard; ``users``: the
+dashboard's users; ``server``: the local Prefect server; ``s3``: a local S3 server), and the helpers
 they share: ``output`` (tables, JSON, CSV; reading JSON files) and ``progress`` (progress bars).
 """
 

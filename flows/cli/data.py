@@ -39,6 +39,7 @@ def ingest_summary(report: dict) -> str:
     counts = ", ".join(f"{k}={n}" for k, n in v["counts"].items())
     return (
         f"ingested {len(report['symbols'])} symbol(s): {report['rows_new']} new bar(s), "
-        f"{report.get('rows_revised', 0)} revised, {report['rows_existing']} already in the lake; bars is at version {report['bars_version']}\n"
+        f"{report.get('rows_revised', 0)} revised, {report['rows_existing']} already in the lake; "
+        f"bars is at version {report['bars_version']}\n"
         f"validation: {v['rows_in']} rows in, {v['rows_valid']} valid, {v['rows_skipped']} skipped ({counts})"
     )

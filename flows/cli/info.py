@@ -33,8 +33,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     for name in list_strategies():
         model = get_strategy(name).params_model
         params = ", ".join(f"{k}={f.default}" for k, f in model.model_fields.items())
-        doc = " ".join(get_strategy(name).doc.split())
-        first = doc.split(". ")[0]
-        rows.append((name, params, first if len(first) <= 100 else first[:97] + "..."))
+        spec = get_strategy(name)
+        rows.append((name, params, spec.rule or " ".join(spec.doc.split()).split(". ")[0]))
     print(format_rows(("strategy", "parameters (defaults)", "rule"), rows, args.format))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from backlake.errors import ConfigError
 from flows.cli.output import add_format_option, format_rows
@@ -10,29 +11,52 @@ from flows.cli.output import add_format_option, format_rows
 
 # -- sql ----------------------------------------------------------------------------------------
 def add_sql(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sql", help="run SQL over the lake's tables (DuckDB)")
-    s.add_argument("query", help="the SQL; each lake table is a view of the same name, e.g. runs, trials")
+    s = sub.add_parser("sql", help="run a read-only SQL query over the lake's tables (DuckDB)")
+    s.add_argument("query", help="one SELECT; each lake table is a view of the same name (runs, trials, ...) "
+                                 "and <table>_at(N) reads version N")
     add_format_option(s)
     s.add_argument("--at", nargs="+", metavar="TABLE=VERSION", help="also define TABLE_vVERSION views (time travel)")
     s.set_defaults(fn=cmd_sql)
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
-    from backlake.lake import connect
+def require_lake() -> None:
+    """For commands that only read the lake: a local lake directory that does not exist is an
+    error naming it (rather than an empty lake, which a typo in the path would look like)."""
+    from pathlib import Path
 
-    with connect() as con:
-        for spec in args.at or []:
-            table, _, version = spec.partition("=")
-            if not version.isdigit():
-                raise ConfigError(f"--at {spec!r}: write TABLE=VERSION, e.g. --at bars=3")
-            con.at_version(table, int(version))
+    from backlake.settings import get_settings
+
+    settings = get_settings()
+    if not settings.is_s3 and not Path(settings.root).exists():
+        raise ConfigError(
+            f"the lake directory {settings.root} does not exist (BACKLAKE_LAKE_URI={settings.lake_uri!r}): "
+            "fix BACKLAKE_LAKE_URI, or create the lake with `backlake demo` or `backlake ingest`")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run the query on the read-only connection; a refused or failed query is one line on
+    stderr (``SQL error: ...``) and exit code 2."""
+    import duckdb
+
+    from backlake.lake.sql import QueryRefused, connect_readonly, one_line
+
+    require_lake()
+    at: list[tuple[str, int]] = []
+    for spec in args.at or []:
+        table, _, version = spec.partition("=")
+        if not version.isdigit():
+            raise ConfigError(f"--at {spec!r}: write TABLE=VERSION, e.g. --at bars=3")
+        at.append((table, int(version)))
+    with connect_readonly(at=at) as con:
         try:
-            rel = con.sql(args.query)
-        except Exception as e:  # duckdb errors: show the message, not a traceback
-            raise ConfigError(f"SQL error: {e}") from e
-        if rel is None:
-            return 0
-        print(format_rows(rel.columns, rel.fetchall(), args.format))
+            cur = con.execute(args.query)
+            columns = [d[0] for d in cur.description or []]
+            rows = cur.fetchall() if columns else []
+        except (QueryRefused, duckdb.Error) as e:  # the message, on one line, not a traceback
+            print(f"SQL error: {one_line(e)}", file=sys.stderr)
+            return 2
+    if columns:
+        print(format_rows(columns, rows, args.format))
     return 0
 
 
@@ -48,6 +72,7 @@ def add_lake(sub: argparse._SubParsersAction) -> None:
 def cmd_lake_status(args: argparse.Namespace) -> int:
     from backlake.lake import Lake
 
+    require_lake()
     lake = Lake()
     status = lake.status()
     if args.format == "table":
@@ -58,7 +83,11 @@ def cmd_lake_status(args: argparse.Namespace) -> int:
 
 # -- maintain -----------------------------------------------------------------------------------
 def add_maintain(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("maintain", help="compact, checkpoint, vacuum (pin-aware), expire old failed runs")
+    s = sub.add_parser("maintain", help="compact, checkpoint, vacuum (pin-aware), expire old failed runs",
+                       description="Once the users file has users, maintain follows the role of BACKLAKE_USER "
+                                   "(or the OS user): an admin maintains everything; a researcher only expires "
+                                   "their own old failed/cancelled runs (and reaps crashed runs); a viewer, or "
+                                   "a user not in the file, is refused.")
     s.add_argument("--retention-hours", type=float, default=168.0,
                    help="vacuum retention: versions this recent stay readable by time travel "
                         "(stretched for versions that stored runs pin)")
@@ -72,11 +101,44 @@ def add_maintain(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_maintain)
 
 
-def cmd_maintain(args: argparse.Namespace) -> int:
-    from flows.maintenance import maintenance_flow
+def _expiry_scope() -> tuple[bool, str | None]:
+    """(restricted, user): whether this user may only expire their own runs, and who they are.
+    Without users (no users file) nothing is restricted, as before roles existed."""
+    from backlake import auth
+    from backlake.settings import get_settings
 
-    out = maintenance_flow(vacuum_retention_hours=args.retention_hours, failed_retention_days=args.failed_days,
-                           stale_after_hours=args.stale_hours, dry_run=args.dry_run)
+    if not auth.has_users():
+        return False, None
+    name = get_settings().user
+    user = auth.get_user(name)
+    if user is None:
+        raise ConfigError(
+            f"maintain: user {name!r} (BACKLAKE_USER or the OS user) is not in the users file {auth.users_path()}; "
+            f"an admin can add it: `backlake users add {name} --role researcher` (own runs) or `--role admin`"
+        )
+    scope = auth.expiry_scope(user)  # a viewer: ConfigError
+    return scope is not None, scope
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    restricted, user = _expiry_scope()
+    if restricted:
+        from backlake.lake import Lake
+        from backlake.lake.maintenance import maintain
+        from flows._common import prefect_alive
+
+        print(f"maintain as {user} (researcher): expiring only your failed/cancelled runs; compaction, "
+              "checkpoints, vacuum and other users' runs need the admin role")
+        report = maintain(Lake(), compact=False, checkpoint=False, vacuum_retention_hours=None,
+                          failed_retention_days=args.failed_days, stale_after_hours=args.stale_hours,
+                          dry_run=args.dry_run, is_alive=prefect_alive, expire_only_user=user)
+        out = {"tables": [], "deleted_runs": report.deleted_runs, "reaped_runs": report.reaped_runs,
+               "debris_runs": report.debris_runs, "notes": report.notes}
+    else:
+        from flows.maintenance import maintenance_flow
+
+        out = maintenance_flow(vacuum_retention_hours=args.retention_hours, failed_retention_days=args.failed_days,
+                               stale_after_hours=args.stale_hours, dry_run=args.dry_run)
     if out["tables"]:
         cols = list(dict.fromkeys(k for t in out["tables"] for k in t))
         print(format_rows(cols, [[t.get(c) for c in cols] for t in out["tables"]]))

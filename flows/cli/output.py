@@ -46,13 +46,18 @@ def jsonable(v: Any) -> Any:
     return str(v)
 
 
-def cell(v: Any) -> str:
+def cell(v: Any, *, exact: bool = False) -> str:
+    """A value as table text. Floats are rounded as the dashboard shows them: two decimals
+    (thousands separated) from 1 up, four below 1 (ratios, fractions); ``exact`` (CSV) keeps
+    every digit."""
     if v is None:
         return ""
     if isinstance(v, float):
         if not math.isfinite(v):
             return ""
-        return f"{v:.6g}" if abs(v) < 1e6 else f"{v:,.2f}"
+        if exact:
+            return repr(v)
+        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4f}"
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%d %H:%M:%S")
     return str(v)
@@ -66,7 +71,7 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str 
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(columns)
-        w.writerows([[cell(v) for v in r] for r in rows])
+        w.writerows([[cell(v, exact=True) for v in r] for r in rows])
         return buf.getvalue().rstrip("\n")
     cells = [[cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -77,23 +82,56 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str 
 
 
 # -- input files --------------------------------------------------------------------------------
-def read_json(path: str, what: str):
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows; numbers must be finite")
+
+
+def read_json(path: str, what: str) -> Any:
+    """The JSON in ``path``: one-line errors for a missing, unreadable, binary or invalid file
+    (NaN and Infinity, which Python's JSON would take, are refused)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{what} file {path!r} does not exist")
+    if p.is_dir():
+        raise ConfigError(f"{what} file {path!r} is a directory; give a JSON file")
     try:
-        return json.loads(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not a UTF-8 text file (byte {e.start}); give a JSON {what} file") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} file {path}: {e.strerror}") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+        raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
-def read_configs(path: str) -> list[dict]:
+def read_configs(path: str) -> list[dict[str, Any]]:
+    """The config(s) in ``path`` (one object or a list), each validated; the problems of a
+    list are reported together, each with its position."""
+    from backlake.config import BacktestConfig
+
     data = read_json(path, "config")
     if isinstance(data, dict):
+        BacktestConfig.model_validate(data)
         return [data]
-    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
-        return data
-    raise ConfigError(f"{path} must hold one config object or a list of them")
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{path} must hold one config object or a non-empty list of them")
+    problems = []
+    for i, d in enumerate(data):
+        if not isinstance(d, dict):
+            problems.append(f"configs[{i}]: must be a config object, got {type(d).__name__}")
+            continue
+        try:
+            BacktestConfig.model_validate(d)
+        except ConfigError as e:
+            problems.append(f"configs[{i}]: {str(e).removeprefix('invalid backtest config: ')}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ConfigError("\n".join(shown))
+    return data
 
 
 def read_config(path: str) -> dict:

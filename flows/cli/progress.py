@@ -101,12 +101,12 @@ def progress_bars(mode: str = "auto", console: Console | None = None) -> Iterato
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
+        Progress as Bars,
         TaskID,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-    from rich.progress import Progress as Bars
 
     from backlake.progress import Progress, listening
 

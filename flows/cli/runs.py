@@ -18,6 +18,29 @@ def _add_runner_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--workers", type=int, default=2, help="local Dask cluster size")
 
 
+def _lake():
+    """The lake from settings, for the checks made before any flow starts."""
+    from backlake.lake import Lake
+
+    return Lake()
+
+
+def _prefect() -> None:
+    """Point Prefect at the running server (or start it): after the input checks, before the flow."""
+    from flows.cli.server import use_prefect_api
+
+    use_prefect_api()
+
+
+def _check_backtests(configs: list[dict]) -> None:
+    """Every config checked against the lake (symbols, timeframes, dates, benchmark) before
+    any flow: one line per problem, nothing written."""
+    from backlake.config import BacktestConfig
+    from backlake.runs.checks import check_configs
+
+    check_configs(_lake(), [BacktestConfig.model_validate(c) for c in configs])
+
+
 def _with_runner(flow_obj, args: argparse.Namespace):
     from flows._common import task_runner
 
@@ -34,12 +57,11 @@ def add_backtest(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from backlake.config import BacktestConfig
     from flows.backtest import backtest_flow
 
-    configs = read_configs(args.config)
-    for c in configs:
-        BacktestConfig.model_validate(c)  # fail before Prefect starts
+    configs = read_configs(args.config)  # every config validated, problems listed by position
+    _check_backtests(configs)  # against the lake, before Prefect starts
+    _prefect()
     results = backtest_flow(configs)
     print(runs_summary([r["run_id"] for r in results]))
     return 0
@@ -85,7 +107,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config} must hold one config object")
     if not isinstance(grid, dict):
         raise ConfigError(f"{args.grid} must map parameter -> list of values, e.g. {{\"fast\": [5, 10]}}")
-    BacktestConfig.model_validate(config)
+    from backlake.runs.sweep import plan_sweep
+
+    plan_sweep(_lake(), BacktestConfig.model_validate(config), grid, chunk_size=args.chunk_size,
+               objective=args.objective)  # every check, before Prefect starts
+    _prefect()
     with progress_bars(args.progress):
         out = _with_runner(sweep_flow, args)(config, grid, chunk_size=args.chunk_size, objective=args.objective)
     print(f"\nsweep {out['run_id']}: {out['n_valid']} combination(s), {out['n_skipped']} skipped as invalid")
@@ -123,6 +149,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from flows.research import optimize_flow
 
     config, space = read_config(args.config), read_json(args.space, "space")
+    from backlake.config import BacktestConfig
+    from backlake.runs.jobs import plan_optimize
+
+    plan_optimize(_lake(), BacktestConfig.model_validate(config), space, objective=args.objective,
+                  n_trials=args.trials, sampler=args.sampler, oos_fraction=args.oos_fraction, seed=args.seed,
+                  parallel=args.parallel)  # every check, before Prefect starts
+    _prefect()
     with progress_bars(args.progress):
         out = _with_runner(optimize_flow, args)(
             config, space, objective=args.objective, n_trials=args.trials, sampler=args.sampler,
@@ -158,6 +191,13 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
         return int(v) if v.isdigit() else v
 
     config, grid = read_config(args.config), read_json(args.grid, "grid")
+    from backlake.config import BacktestConfig
+    from backlake.runs.jobs import plan_walk_forward
+
+    plan_walk_forward(_lake(), BacktestConfig.model_validate(config), grid, train=span(args.train),
+                      test=span(args.test), step=span(args.step) if args.step else None, mode=args.mode,
+                      objective=args.objective)  # every check, before Prefect starts
+    _prefect()
     with progress_bars(args.progress):
         out = walk_forward_flow(config, grid, train=span(args.train), test=span(args.test),
                                 step=span(args.step) if args.step else None, mode=args.mode, objective=args.objective)
@@ -190,6 +230,13 @@ def cmd_monte_carlo(args: argparse.Namespace) -> int:
     from flows.research import monte_carlo_flow
 
     config = read_config(args.config)
+    from backlake.config import BacktestConfig
+    from backlake.runs.jobs import plan_monte_carlo
+
+    plan_monte_carlo(_lake(), BacktestConfig.model_validate(config), method=args.method, n_paths=args.paths,
+                     seeds=args.seeds, block_size=args.block_size, confidence=args.confidence,
+                     ruin_drawdown=args.ruin_drawdown)  # every check, before Prefect starts
+    _prefect()
     with progress_bars(args.progress):
         out = monte_carlo_flow(config, method=args.method, n_paths=args.paths, seeds=args.seeds,
                                block_size=args.block_size, confidence=args.confidence,

@@ -5,6 +5,8 @@
     res = bl.run_backtest(cfg, bars)
 """
 
+from typing import TYPE_CHECKING
+
 from backlake.config import BacktestConfig, Costs, Execution, Sizing
 from backlake.engine import BacktestResult, run_backtest
 from backlake.errors import (
@@ -18,6 +20,9 @@ from backlake.errors import (
 from backlake.settings import Settings, get_settings
 from backlake.strategies import list_strategies
 
+if TYPE_CHECKING:  # at run time `sweep` loads on first use (see __getattr__)
+    from backlake.research.sweep import sweep
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -27,7 +32,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # the sweep machinery (parallel kernels) loads on first use, keeping `import backlake` light
     if name == "sweep":
         from backlake.research.sweep import sweep

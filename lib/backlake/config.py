@@ -19,8 +19,6 @@ import json
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -28,9 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from backlake._model import StrictModel, shorten
 from backlake._suggest import unknown_name_message
 from backlake.errors import ConfigError
 from backlake.strategies import get_strategy
+from backlake.strategies.base import StrategyParams
 
 __all__ = [
     "BacktestConfig", "Sizing", "Costs", "Execution", "MarketImpact", "UsFees", "IndiaFees",
@@ -55,19 +55,8 @@ def canonical_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-class _Section(BaseModel):
+class _Section(StrictModel):
     """A frozen config section that names unknown keys with the closest valid one."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.model_fields:
-                    raise ValueError(unknown_name_message("key", str(key), cls.model_fields))
-        return data
 
 
 class Sizing(_Section):
@@ -86,11 +75,12 @@ class Sizing(_Section):
     quantity: float | None = Field(default=None, gt=0, description="Units per entry (fixed_quantity).")
     target_volatility: float = Field(default=0.15, gt=0, le=5, description="Annualised volatility target, e.g. 0.15.")
     vol_lookback: int = Field(default=20, ge=2, le=1000, description="Bars of returns for the volatility estimate.")
-    max_leverage: float = Field(default=1.0, gt=0, le=10, description="Cap on position value / equity (volatility_target).")
+    max_leverage: float = Field(default=1.0, gt=0, le=10,
+                                description="Cap on position value / equity (volatility_target).")
     whole_units: bool = Field(default=True, description="Round quantities down to whole units.")
 
     @model_validator(mode="after")
-    def _quantity_for_fixed(self) -> "Sizing":
+    def _quantity_for_fixed(self) -> Sizing:
         if self.method == "fixed_quantity" and self.quantity is None:
             raise ValueError("sizing.method='fixed_quantity' needs sizing.quantity (units per entry), e.g. 100")
         return self
@@ -100,8 +90,10 @@ class MarketImpact(_Section):
     """Square-root market impact: price moves by ``k * sigma * sqrt(qty / ADV)`` of the price."""
 
     k: float = Field(default=0.1, ge=0, le=10, description="Impact coefficient (dimensionless).")
-    sigma_lookback: int = Field(default=20, ge=2, le=1000, description="Bars of returns for sigma (per-bar volatility).")
-    adv_lookback: int = Field(default=20, ge=1, le=1000, description="Bars of volume for the average daily (bar) volume.")
+    sigma_lookback: int = Field(default=20, ge=2, le=1000,
+                                description="Bars of returns for sigma (per-bar volatility).")
+    adv_lookback: int = Field(default=20, ge=1, le=1000,
+                              description="Bars of volume for the average daily (bar) volume.")
 
 
 class UsFees(_Section):
@@ -124,8 +116,10 @@ class IndiaFees(_Section):
 
 class Costs(_Section):
     commission_bps: float = Field(default=0.0, ge=0, le=1000, description="Commission per side, bps of traded value.")
-    commission_fixed: float = Field(default=0.0, ge=0, description="Fixed commission per order (per fill), currency units.")
-    slippage_bps: float = Field(default=0.0, ge=0, le=1000, description="Price slippage per fill, bps, against the trader.")
+    commission_fixed: float = Field(default=0.0, ge=0,
+                                    description="Fixed commission per order (per fill), currency units.")
+    slippage_bps: float = Field(default=0.0, ge=0, le=1000,
+                                description="Price slippage per fill, bps, against the trader.")
     impact: MarketImpact | None = Field(default=None, description="Square-root market impact; none by default.")
     participation_cap: float | None = Field(
         default=None, gt=0, le=1,
@@ -141,8 +135,10 @@ class Execution(_Section):
         default="next_open",
         description="next_open: signal on bar N's close fills at bar N+1's open; close: fills at N's close.",
     )
-    stop_loss: float | None = Field(default=None, gt=0, lt=1, description="Stop loss as a fraction of the entry price, e.g. 0.05.")
-    take_profit: float | None = Field(default=None, gt=0, le=100, description="Take profit as a fraction of the entry price.")
+    stop_loss: float | None = Field(default=None, gt=0, lt=1,
+                                    description="Stop loss as a fraction of the entry price, e.g. 0.05.")
+    take_profit: float | None = Field(default=None, gt=0, le=100,
+                                      description="Take profit as a fraction of the entry price.")
     max_hold_bars: int | None = Field(default=None, ge=1, description="Close a position after this many bars.")
 
 
@@ -150,7 +146,8 @@ class BacktestConfig(_Section):
     """A complete, frozen description of one backtest; ``id`` is its stable hash."""
 
     strategy: str = Field(description="Registered strategy name, see backlake.list_strategies().")
-    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="Strategy parameters (defaults filled in).")
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True,
+                                   description="Strategy parameters (defaults filled in).")
     universe: list[str] | str = Field(description="Symbols, or a universe name such as 'sp500_stocks'.")
     start: dt.date | None = Field(default=None, description="First bar date (inclusive); default: data start.")
     end: dt.date | None = Field(default=None, description="Last bar date (inclusive); default: data end.")
@@ -220,7 +217,7 @@ class BacktestConfig(_Section):
         return v
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> "BacktestConfig":
+    def _dates_in_order(self) -> BacktestConfig:
         if self.start and self.end and self.end < self.start:
             raise ValueError(
                 f"end={self.end.isoformat()} is before start={self.start.isoformat()}: swap them"
@@ -235,14 +232,14 @@ class BacktestConfig(_Section):
             raise ConfigError(_format_errors(e)) from None
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> "BacktestConfig":  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> BacktestConfig:
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as e:
             raise ConfigError(_format_errors(e)) from None
 
     @classmethod
-    def model_validate_json(cls, json_data: str | bytes, **kwargs: Any) -> "BacktestConfig":  # type: ignore[override]
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> BacktestConfig:
         try:
             return super().model_validate_json(json_data, **kwargs)
         except ValidationError as e:
@@ -259,7 +256,7 @@ class BacktestConfig(_Section):
         """Stable hash of the canonical JSON: the same config always has the same id."""
         return canonical_hash(self.model_dump(mode="json"))
 
-    def strategy_params(self):  # -> StrategyParams
+    def strategy_params(self) -> StrategyParams:
         return get_strategy(self.strategy).params_model.model_validate(self.params)
 
 
@@ -290,7 +287,7 @@ def _format_errors(err: ValidationError, prefix: str = "") -> str:
             msg = "is required"
         got = ""
         if e["type"] not in ("missing", "value_error") and "input" in e:
-            got = f" (got {e['input']!r})"
+            got = f" (got {shorten(e['input'])})"
         if loc and not msg.startswith((f"{loc}:", f"{loc}.")):
             msg = f"{loc}: {msg}"
         lines.append(f"{msg}{got}")

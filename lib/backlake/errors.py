@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BacklakeError",
     "ConfigError",
@@ -30,7 +32,7 @@ class ChangedBarsError(DataValidationError):
     written. ``changed``: symbol -> rows that differ; ``sample``: up to 5 differences as dicts
     (symbol, timeframe, ts, column, stored, new)."""
 
-    def __init__(self, message: str, changed: dict[str, int] | None = None, sample: list[dict] | None = None):
+    def __init__(self, message: str, changed: dict[str, int] | None = None, sample: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.changed = dict(changed or {})
         self.sample = list(sample or [])

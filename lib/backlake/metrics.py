@@ -32,10 +32,11 @@ both streaks. Streaks follow exit order (``exit_ts``, then ``trade_id``).
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
+from numba import vectorize
 
 from backlake.errors import DataValidationError
 
@@ -54,15 +55,19 @@ HEADLINE_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown",
 METRIC_UNITS: dict[str, str] = {
     # returns and risk, from the equity curve
     "total_return": "fraction; final equity / initial_cash - 1",
-    "cagr": "fraction per year; (final equity / initial_cash) ** (1 / years) - 1, years = (last ts - first ts) / 365.25 days",
+    "cagr": "fraction per year; (final equity / initial_cash) ** (1 / years) - 1, "
+            "years = (last ts - first ts) / 365.25 days",
     "annual_return": "fraction per year; arithmetic mean of per-bar returns x periods_per_year",
     "annual_volatility": "fraction, annualised; std of per-bar returns (ddof=1) x sqrt(periods_per_year)",
     "sharpe": "ratio, annualised; mean / std (ddof=1) of per-bar returns x sqrt(periods_per_year), risk-free rate 0",
-    "sortino": "ratio, annualised; mean of per-bar returns / sqrt(mean(min(r, 0) ** 2) over all bars) x sqrt(periods_per_year)",
+    "sortino": "ratio, annualised; mean of per-bar returns / sqrt(mean(min(r, 0) ** 2) over all bars) "
+               "x sqrt(periods_per_year)",
     "calmar": "ratio; cagr / |max_drawdown|",
     "max_drawdown": "fraction, <= 0; lowest equity / running peak - 1",
-    "max_drawdown_duration_bars": "bars; longest stretch below a previous peak, from the peak bar to the recovery bar (or the last bar)",
-    "max_drawdown_duration_days": "days (calendar, fractional); longest time below a previous peak, from the peak to the recovery (or the last bar)",
+    "max_drawdown_duration_bars": "bars; longest stretch below a previous peak, from the peak bar to the recovery bar "
+                                  "(or the last bar)",
+    "max_drawdown_duration_days": "days (calendar, fractional); longest time below a previous peak, from the peak to "
+                                  "the recovery (or the last bar)",
     "omega": "ratio; sum of positive per-bar returns / |sum of negative per-bar returns| (threshold 0)",
     "ulcer_index": "fraction; sqrt(mean(drawdown ** 2)) over all bars, drawdown = equity / running peak - 1",
     "tail_ratio": "ratio; |95th percentile| / |5th percentile| of per-bar returns (linear interpolation)",
@@ -94,7 +99,18 @@ METRIC_UNITS: dict[str, str] = {
     "exposure_time": "fraction; share of bars with non-zero gross exposure (None without exposure)",
 }
 
-_REL_ZERO = 1e-12  # a std at most this times the largest |value| is rounding noise, i.e. zero
+#: The one noise rule of every Sharpe, Sortino, volatility and std in backlake (compiled sweep
+#: kernels, Monte Carlo paths and overfitting scores included): a std at most this times the
+#: largest |value| is rounding noise, i.e. exactly zero.
+NOISE_RTOL = 1e-12
+
+
+@vectorize(["float64(float64, float64)"], cache=True)  # type: ignore[no-untyped-call, untyped-decorator]  # numba is untyped
+def denoise_std(sd: float, max_abs: float) -> float:
+    """``sd``, or exactly 0.0 when it is rounding noise next to ``max_abs`` (the largest
+    absolute value of the series); a ufunc, usable on arrays and inside numba kernels."""
+    return 0.0 if sd <= NOISE_RTOL * max_abs else sd
+
 _US_PER_DAY = 86_400 * 1_000_000
 _US_PER_YEAR = 365.25 * _US_PER_DAY
 _TRADE_NEEDS = ("exit_ts", "pnl", "return_pct", "bars_held", "mae", "mfe", "exit_reason")
@@ -228,7 +244,10 @@ def segment_metrics(
 # validation
 
 
-def _inputs(equity, ts, periods_per_year, initial_cash, benchmark_equity, exposure):
+def _inputs(
+    equity: np.ndarray, ts: np.ndarray, periods_per_year: float, initial_cash: float,
+    benchmark_equity: np.ndarray | None, exposure: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Validated (equity, ts, benchmark or None, exposure or None) arrays."""
     _check_positive("initial_cash", initial_cash)
     _check_positive("periods_per_year", periods_per_year)
@@ -280,10 +299,11 @@ def _as_ts(ts: np.ndarray, n: int) -> np.ndarray:
 def _split_ts(split: datetime | date) -> np.datetime64:
     if isinstance(split, datetime):
         if split.tzinfo is not None:
-            split = split.astimezone(timezone.utc).replace(tzinfo=None)
+            split = split.astimezone(UTC).replace(tzinfo=None)
         return np.datetime64(split, "us")
     if isinstance(split, date):
-        return np.datetime64(split, "D").astype("datetime64[us]")
+        day: np.datetime64 = np.datetime64(split, "D").astype("datetime64[us]")
+        return day
     if isinstance(split, np.datetime64):
         return split.astype("datetime64[us]")
     raise TypeError(f"split={split!r}: expected a datetime or a date")
@@ -327,19 +347,21 @@ def _returns(x: np.ndarray) -> np.ndarray | None:
     prev = x[:-1]
     if (prev <= 0).any():
         return None
-    return x[1:] / prev - 1.0
+    r: np.ndarray = x[1:] / prev - 1.0
+    return r
 
 
 def _std(r: np.ndarray) -> float | None:
     """Sample std (ddof=1); None below 2 values; exactly 0.0 when it is rounding noise."""
     if r.size < 2:
         return None
-    sd = float(np.std(r, ddof=1))
-    return 0.0 if sd <= _REL_ZERO * float(np.max(np.abs(r))) else sd
+    return float(denoise_std(float(np.std(r, ddof=1)), float(np.max(np.abs(r)))))
 
 
 def _sharpe(r: np.ndarray | None, ppy: float) -> float | None:
-    sd = None if r is None else _std(r)
+    if r is None:
+        return None
+    sd = _std(r)
     return float(np.mean(r)) / sd * math.sqrt(ppy) if sd else None
 
 
@@ -378,7 +400,7 @@ def _return_metrics(
     if eq[0] > 0:  # drawdowns are measured from positive peaks
         peak = np.maximum.accumulate(eq)
         dd = eq / peak - 1.0
-        out["max_drawdown"] = float(dd.min())
+        out["max_drawdown"] = mdd = float(dd.min())
         out["ulcer_index"] = math.sqrt(float(np.mean(dd**2)))
         starts, ends = _longest_runs(eq < peak)  # underwater runs; the bar before each is its peak
         if starts.size:
@@ -388,7 +410,6 @@ def _return_metrics(
             out["max_drawdown_duration_days"] = float((t_us[stop] - t_us[starts - 1]).max()) / _US_PER_DAY
         else:
             out["max_drawdown_duration_bars"] = out["max_drawdown_duration_days"] = 0.0
-        mdd = out["max_drawdown"]
         if out["cagr"] is not None and mdd < 0:
             out["calmar"] = out["cagr"] / abs(mdd)
 
@@ -419,15 +440,16 @@ def _benchmark_metrics(
     if bench.size == 0:
         return out
     if bench[0] > 0:
-        out["benchmark_return"] = float(bench[-1] / bench[0] - 1.0)
+        out["benchmark_return"] = bench_return = float(bench[-1] / bench[0] - 1.0)
         if total_return is not None:
-            out["excess_return"] = total_return - out["benchmark_return"]
+            out["excess_return"] = total_return - bench_return
     b = _returns(bench)
     out["benchmark_sharpe"] = _sharpe(b, ppy)
     if r is None or b is None or r.size < 2:
         return out
     active = r - b
     sd_a = _std(active)
+    assert sd_a is not None  # r.size >= 2, so active has at least 2 values
     out["tracking_error"] = sd_a * math.sqrt(ppy)
     if sd_a:
         out["information_ratio"] = float(np.mean(active)) / sd_a * math.sqrt(ppy)
@@ -448,15 +470,21 @@ def _trade_metrics(trades: pl.DataFrame) -> dict[str, float | None]:
         return out
     missing = [c for c in _TRADE_NEEDS if c not in trades.columns]
     if missing:
-        raise DataValidationError(f"trades is missing column(s) {missing}: expected the columns of engine.result.TRADE_COLUMNS")
+        raise DataValidationError(
+            f"trades is missing column(s) {missing}: expected the columns of engine.result.TRADE_COLUMNS"
+        )
     for col in ("pnl", "return_pct"):
         bad = trades[col].cast(pl.Float64).fill_null(math.nan).to_numpy()
         if not np.isfinite(bad).all():
             i = int(np.argmax(~np.isfinite(bad)))
-            raise DataValidationError(f"trades.{col} has a null/NaN/inf value (row {i}): every trade needs a finite {col}")
+            raise DataValidationError(
+                f"trades.{col} has a null/NaN/inf value (row {i}): every trade needs a finite {col}"
+            )
 
     order = ["exit_ts", "trade_id"] if "trade_id" in trades.columns else ["exit_ts"]
-    closed = trades.filter(pl.col("exit_reason").ne_missing("end_of_data")).sort(order, nulls_last=True, maintain_order=True)
+    closed = trades.filter(pl.col("exit_reason").ne_missing("end_of_data")).sort(
+        order, nulls_last=True, maintain_order=True
+    )
     out["n_closed_trades"] = float(closed.height)
     if closed.height == 0:
         return out
@@ -478,5 +506,6 @@ def _trade_metrics(trades: pl.DataFrame) -> dict[str, float | None]:
     out["max_consecutive_losses"] = float(_longest_run(loss))
     for col, name in (("bars_held", "avg_bars_held"), ("mae", "avg_mae"), ("mfe", "avg_mfe")):
         vals = closed[col].cast(pl.Float64).fill_nan(None).drop_nulls()
-        out[name] = float(vals.mean()) if vals.len() else None
+        mean = vals.mean()  # Float64 without nulls: a float, None when empty
+        out[name] = float(mean) if vals.len() and isinstance(mean, float) else None
     return out

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backlake.errors import ConfigError
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         or "us-east-1"
     )
     user: str = Field(default_factory=_default_user, description="Recorded as runs.created_by.")
+    users_file: Path = Field(
+        default=Path("~/.backlake/users.json"), validate_default=True,
+        description="The dashboard's users file (names, roles, scrypt password hashes; mode 0600).",
+    )
 
     @field_validator("lake_uri")
     @classmethod
@@ -71,6 +75,11 @@ class Settings(BaseSettings):
         raise ValueError(
             f"BACKLAKE_LAKE_URI={v!r} has scheme {scheme!r}: use a local directory or s3://bucket/prefix"
         )
+
+    @field_validator("users_file")
+    @classmethod
+    def _expand_users_file(cls, v: Path) -> Path:
+        return v.expanduser()
 
     @property
     def is_s3(self) -> bool:
@@ -112,5 +121,6 @@ def get_settings(**overrides: object) -> Settings:
     """Settings from the environment, with keyword overrides (e.g. ``lake_uri=...``)."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
-    except Exception as e:  # pydantic ValidationError -> one clear domain error
-        raise ConfigError(f"invalid backlake settings: {e}") from e
+    except ValidationError as e:  # one clear line per bad setting
+        raise ConfigError("; ".join(
+            str(err["msg"]).removeprefix("Value error, ") for err in e.errors())) from None

@@ -68,14 +68,18 @@ def goog_bars() -> pl.DataFrame:
     return load_samples(["GOOG"])
 
 
-def run_configs(lake: Lake, configs: list[BacktestConfig]) -> list[str]:
-    """Plan, execute and commit ``configs``; the completed run ids."""
+def run_configs_as(lake: Lake, configs: list[BacktestConfig], created_by: str) -> list[str]:
+    """Plan, execute and commit ``configs`` as ``created_by``; the completed run ids."""
     planned = plan_runs(lake, configs)
     outcomes = [execute_run(lake, p) for p in planned]
     errors = [o.error for o in outcomes if o.error]
     assert not errors, errors
-    commit_outcomes(lake, outcomes, created_by="e2e")
+    commit_outcomes(lake, outcomes, created_by=created_by)
     return [p.run_id for p in planned]
+
+
+def run_configs(lake: Lake, configs: list[BacktestConfig]) -> list[str]:
+    return run_configs_as(lake, configs, "e2e")
 
 
 @dataclass
@@ -125,10 +129,12 @@ def _wait_for_page(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard_url(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m panel serve dashboards/app.py` on a free port, as `backlake dashboard` runs it."""
+    """`python -m panel serve dashboards/app.py` on a free port, as `backlake dashboard --no-auth`
+    runs it (sign-in is tested in test_auth.py)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
     env["BACKLAKE_LAKE_URI"] = demo_lake.settings.lake_uri
+    env["BACKLAKE_DASHBOARD_AUTH"] = "none"
     log = tmp_path_factory.mktemp("panel") / "panel.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

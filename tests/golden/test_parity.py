@@ -39,7 +39,7 @@ def backtesting_py_run(df: pd.DataFrame, fast: int, slow: int, commission: float
                        reverse: bool = False):
     from backtesting import Backtest, Strategy
 
-    def SMA(x, n):  # noqa: N802 - backtesting.py indicator naming
+    def SMA(x, n):
         return pd.Series(x).rolling(n).mean().to_numpy()
 
     class Cross(Strategy):
@@ -50,9 +50,7 @@ def backtesting_py_run(df: pd.DataFrame, fast: int, slow: int, commission: float
         def next(self):
             a, b = self.a, self.b
             if a[-2] < b[-2] and a[-1] > b[-1]:
-                if reverse:
-                    self.buy()
-                elif not self.position:
+                if reverse or not self.position:
                     self.buy()
             elif a[-2] > b[-2] and a[-1] < b[-1]:
                 if reverse:

@@ -12,13 +12,13 @@ import pytest
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import State
 
+from backlake.config import BacktestConfig
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
 from backlake.runs.data import load_bars
 from backlake.runs.events import Attempt, End, claim, finish
 from backlake.settings import Settings
-from backlake.config import BacktestConfig
 from flows._common import PinnedBars, flow_run_tag, mark_stopped
 
 

@@ -59,7 +59,7 @@ def test_read_at_version_time_travel(lake_settings: Settings):
 
 def test_upsert_runs_never_duplicates_completed(lake_settings: Settings):
     lake = Lake(lake_settings)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     row = {"run_id": "x", "parent_id": None, "kind": "backtest", "strategy": "sma_crossover",
            "symbols": "GOOG", "timeframe": "1d", "params": "{}", "config": "{}", "config_id": "c",
            "data_versions": "{}", "code_version": "t", "created_by": "me", "created_at": now,
@@ -105,7 +105,7 @@ def test_schema_mismatch_is_a_clear_error(local_settings: Settings):
 @pytest.mark.s3
 def test_missing_bucket_is_a_clear_error(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch):
     s = Settings(lake_uri="s3://no-such-bucket/x", s3_endpoint_url=moto_endpoint, s3_allow_http=True)
-    with pytest.raises(LakeConnectionError, match="bucket 'no-such-bucket' does not exist.*create it"):
+    with pytest.raises(LakeConnectionError, match=r"bucket 'no-such-bucket' does not exist.*create it"):
         Lake(s)
 
 
@@ -114,7 +114,7 @@ def test_unreachable_endpoint_is_a_clear_error():
     from tests.conftest import free_port
 
     s = Settings(lake_uri="s3://b/x", s3_endpoint_url=f"http://127.0.0.1:{free_port()}", s3_allow_http=True)
-    with pytest.raises(LakeConnectionError, match="cannot reach the S3 endpoint.*BACKLAKE_S3_ENDPOINT_URL"):
+    with pytest.raises(LakeConnectionError, match=r"cannot reach the S3 endpoint.*BACKLAKE_S3_ENDPOINT_URL"):
         Lake(s)
 
 

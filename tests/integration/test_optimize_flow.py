@@ -14,8 +14,8 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError
 from backlake.lake import Lake
-from backlake.runs.data import load_bars
 from backlake.research.optimize import optimize
+from backlake.runs.data import load_bars
 from backlake.settings import Settings
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]

@@ -178,8 +178,8 @@ for start in range(0, len(configs), BATCH):  # the backtest flow's protocol, a b
 
 
 class LostCommitRace(Exception):
-    """A writer's commit_outcomes gave up: Lake.upsert_runs lost the MERGE race on ``runs``
-    WRITE_ATTEMPTS (8) times in a row to the other writers' MERGEs."""
+    """A writer's commit_outcomes gave up: a lake write kept losing commit races to the other
+    writers (more attempts than ``backlake.lake.store`` allows)."""
 
 
 def writer_reports(log: Path) -> tuple[list[str], list[dict]]:
@@ -213,7 +213,8 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(s3_settings: Set
     with contextlib.ExitStack() as stack:
         procs = [
             stack.enter_context(spawned(
-                [sys.executable, "-c", WRITER, json.dumps(configs[i::N_WRITERS]), str(sync), str(RUNS_PER_COMMIT)], log, child_env()))
+                [sys.executable, "-c", WRITER, json.dumps(configs[i::N_WRITERS]), str(sync), str(RUNS_PER_COMMIT)],
+                log, child_env()))
             for i, log in enumerate(logs)
         ]
         wait_until(lambda: len(list(sync.glob("ready-*"))) == N_WRITERS
@@ -388,9 +389,9 @@ def test_task_failing_after_its_commit_is_retried_without_duplicates(
     assert all(commit_trial_batch(flaky, plan, b, [frames[k] for k in g]) is False for b, g in enumerate(groups))
     attempt = Attempt.new()
     gen = claim(flaky, [plan.run_id], attempt).claimed[plan.run_id]
-    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc), attempt=attempt, generation=gen)
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.UTC), attempt=attempt, generation=gen)
     # a retried finish
-    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.timezone.utc), attempt=attempt, generation=gen)
+    finish_sweep(flaky, plan, frames, dt.datetime.now(dt.UTC), attempt=attempt, generation=gen)
     trials = flaky.read("trials", where={"parent_id": plan.run_id})
     assert trials.height == plan.report.n_valid
     assert sorted(trials["trial"].to_list()) == list(range(plan.report.n_valid))

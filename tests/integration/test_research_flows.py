@@ -12,6 +12,7 @@ import backlake as bl
 from backlake import progress
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
+from backlake.errors import ConfigError
 from backlake.lake import Lake
 from backlake.lake.maintenance import maintain
 from backlake.runs.regression import RegressionError
@@ -97,8 +98,16 @@ def test_maintenance_keeps_pinned_versions_replayable(prefect_harness, lake: Lak
 
 
 def test_old_failed_runs_expire(prefect_harness, lake: Lake):
-    with pytest.raises(Exception):
+    from backlake.config import BacktestConfig
+    from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
+
+    # the flow refuses a symbol the lake lacks before any run; a run that fails while it
+    # executes is what gets recorded as failed (here: planned without the flow's checks)
+    with pytest.raises(ConfigError, match="'NOPE' is not in the lake"):
         backtest_flow([{**CFG, "universe": ["NOPE"]}])
+    assert lake.read("runs").is_empty()
+    (planned,) = plan_runs(lake, [BacktestConfig.model_validate({**CFG, "universe": ["NOPE"]})])
+    commit_outcomes(lake, [execute_run(lake, planned)])
     assert lake.read("runs")["status"].to_list() == ["failed"]
     report = maintain(lake, failed_retention_days=0, compact=False, checkpoint=False, vacuum_retention_hours=None)
     assert report.deleted_runs == 1
@@ -133,7 +142,8 @@ def test_dask_runner_gives_the_same_results_as_the_default(prefect_harness, loca
         uri = str(tmp_path / f"lake-{name}")
         lk = Lake(Settings(lake_uri=uri))
         ingest_bars(lk, synthetic_bars(("SYN0", "SYN1"), periods=500, seed=2))
-        flow_obj = sweep_flow if name == "thread" else sweep_flow.with_options(task_runner=task_runner("dask", n_workers=2))
+        flow_obj = (sweep_flow if name == "thread"
+                    else sweep_flow.with_options(task_runner=task_runner("dask", n_workers=2)))
         out = flow_obj(CFG, GRID, chunk_size=4, lake_uri=uri)
         lakes[name] = (out, lk.read("trials").drop("parent_id").sort("trial"))
     assert lakes["thread"][0] == lakes["dask"][0]

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -61,7 +60,7 @@ def test_run_id_follows_the_rows_read_not_the_lake_version(local_settings: Setti
 
     # revising one bar the run used gives a new run
     bars = lake.read("bars", where={"symbol": "SYN0"}).sort("ts")
-    inside = bars.filter(pl.col("ts") == dt.datetime(2015, 6, 1, tzinfo=dt.timezone.utc))
+    inside = bars.filter(pl.col("ts") == dt.datetime(2015, 6, 1, tzinfo=dt.UTC))
     assert inside.height == 1
     changed = inside.drop("ingested_at").with_columns(pl.col("volume") + 1.0)
     ingest_bars(lake, changed, revise=True)
@@ -188,7 +187,7 @@ def test_killed_sweep_is_reaped_its_debris_deleted_and_it_reruns_cleanly(s3_sett
     frames = [run_chunk(lake, plan, k) for k in range(len(plan.chunks))]
     for b, group in enumerate(batches(len(plan.chunks))):
         assert commit_trial_batch(lake, plan, b, [frames[k] for k in group]) is True
-    finish_sweep(lake, plan, frames, dt.datetime.now(dt.timezone.utc), attempt=attempt, generation=2)
+    finish_sweep(lake, plan, frames, dt.datetime.now(dt.UTC), attempt=attempt, generation=2)
     trials = lake.read("trials", where={"parent_id": plan.run_id})
     assert trials.height == plan.report.n_valid
     assert_unique(trials, ["trial"], "trials")

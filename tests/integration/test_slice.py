@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
 import pytest
 
+from backlake.errors import ConfigError
 from backlake.lake import Lake
 from backlake.settings import Settings
 from flows.backtest import backtest_flow
@@ -45,7 +45,8 @@ def test_slice_end_to_end(prefect_harness, lake_settings: Settings, capsys: pyte
     assert runs[0]["n_trades"] == 33
     assert json.loads(runs[0]["data_versions"]) == {"bars": bars_version}
     goog_id = runs[0]["run_id"]
-    eq = sql_json(capsys, f"SELECT round(equity, 2) AS e FROM equity WHERE run_id = '{goog_id}' ORDER BY ts DESC LIMIT 1")
+    eq = sql_json(capsys,
+                  f"SELECT round(equity, 2) AS e FROM equity WHERE run_id = '{goog_id}' ORDER BY ts DESC LIMIT 1")
     assert eq[0]["e"] == pytest.approx(54101.37, abs=0.01)
     events = sql_json(capsys, f"SELECT status FROM run_events WHERE run_id = '{goog_id}' ORDER BY ts")
     assert [e["status"] for e in events] == ["pending", "running", "completed"]
@@ -60,20 +61,18 @@ def test_slice_end_to_end(prefect_harness, lake_settings: Settings, capsys: pyte
     assert lake.read("trades").group_by("run_id", "trade_id").len()["len"].max() == 1
 
 
-def test_failed_run_is_recorded_then_replaced_by_success(prefect_harness, local_settings: Settings):
+def test_data_errors_are_refused_before_any_run_then_the_run_works(prefect_harness, local_settings: Settings):
     ingest_flow(source="samples", symbols=["GOOG"])
     bad = {**GOOG, "universe": ["SP500"]}  # not ingested in this lake
-    with pytest.raises(Exception, match="1 of 1 run"):
-        backtest_flow([bad])
     lake = Lake(local_settings)
-    runs = lake.read("runs")
-    assert runs["status"].to_list() == ["failed"]
-    assert "'SP500' has no 1d bars" in runs["error"][0]
-    assert lake.read("equity").height == 0  # nothing of a failed run is visible
-    ingest_flow(source="samples", symbols=["SP500"])  # new bars version -> a new run id
+    versions = {t: lake.version(t) for t in ("bars", "runs", "run_events")}
+    with pytest.raises(ConfigError, match="universe symbol 'SP500' is not in the lake"):
+        backtest_flow([bad])
+    assert {t: lake.version(t) for t in versions} == versions  # nothing written, not even events
+    assert lake.read("runs").is_empty() and lake.read("equity").is_empty()
+    ingest_flow(source="samples", symbols=["SP500"])
     assert backtest_flow([bad])[0]["status"] == "completed"
-    runs = lake.read("runs").sort("created_at")
-    assert runs["status"].to_list() == ["failed", "completed"]
+    assert lake.read("runs")["status"].to_list() == ["completed"]
 
 
 def test_config_error_before_any_task(prefect_harness, local_settings: Settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 import backlake as bl
 from backlake.errors import ConfigError
@@ -43,7 +44,7 @@ def test_id_is_stable_and_depends_on_content():
 
 def test_config_is_frozen():
     c = cfg()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         c.initial_cash = 5  # type: ignore[misc]
 
 

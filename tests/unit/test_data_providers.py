@@ -16,7 +16,7 @@ from backlake.data.synthetic import synthetic_bars
 from backlake.data.validate import BARS_SCHEMA, RULES, validate_bars
 from backlake.errors import ConfigError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TICKERS = UNIVERSES["sp500_stocks"]
 EXPECTED_ROWS = {"SP500": 5031, "NASDAQ": 5031, "GOOG": 2148, "BTCUSD": 156, "EURUSD": 5000,
                  **{t: 8313 for t in TICKERS}}
@@ -69,7 +69,9 @@ def test_sample_values_and_sources(samples: pl.DataFrame) -> None:
     assert sp["volume"] == 877_000_000 and sp["source"] == "arch:sp500"
     assert first("NASDAQ")["source"] == "arch:nasdaq"
     goog = first("GOOG")
-    assert (goog["ts"], goog["open"], goog["source"]) == (dt.datetime(2004, 8, 19, tzinfo=UTC), 100.0, "backtesting:GOOG")
+    assert (goog["ts"], goog["open"], goog["source"]) == (
+        dt.datetime(2004, 8, 19, tzinfo=UTC), 100.0, "backtesting:GOOG"
+    )
     assert first("EURUSD")["ts"] == dt.datetime(2017, 4, 19, 9, tzinfo=UTC)
     btc = samples.filter(pl.col("symbol") == "BTCUSD")
     assert btc["ts"].dt.month_end().equals(btc["ts"])  # monthly bars dated at month end
@@ -210,7 +212,9 @@ def test_default_names_naive_times_and_missing_volume(tmp_path) -> None:
     path = tmp_path / "hourly.csv"
     path.write_text("DateTime,OPEN,high,Low,close\n2024-07-01 09:30:00,1,2,0.5,1.5\n2024-07-01 10:30:00,1.5,2,1,1.8\n")
     bars = read_bars_file(path, symbol="QQQ", timeframe="1h", timezone="America/New_York")
-    assert bars["ts"].to_list() == [dt.datetime(2024, 7, 1, 13, 30, tzinfo=UTC), dt.datetime(2024, 7, 1, 14, 30, tzinfo=UTC)]
+    assert bars["ts"].to_list() == [
+        dt.datetime(2024, 7, 1, 13, 30, tzinfo=UTC), dt.datetime(2024, 7, 1, 14, 30, tzinfo=UTC)
+    ]
     assert bars["volume"].to_list() == [0.0, 0.0] and bars["timeframe"].to_list() == ["1h", "1h"]
     assert bars["open"].to_list() == [1.0, 1.5]
 

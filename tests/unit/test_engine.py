@@ -20,7 +20,7 @@ SAMPLES = Path(bl.__file__).parent / "data" / "samples"
 def make_bars(close: list[float], symbol: str = "TEST", open_: list[float] | None = None) -> pl.DataFrame:
     n = len(close)
     open_ = open_ or close
-    ts = [dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=i) for i in range(n)]
+    ts = [dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=i) for i in range(n)]
     return pl.DataFrame({
         "symbol": [symbol] * n, "ts": ts, "open": open_,
         "high": [max(o, c) + 0.5 for o, c in zip(open_, close)],
@@ -97,7 +97,7 @@ def test_metrics_have_expected_names():
 
 def test_missing_symbol_and_dates_outside_data_are_config_errors():
     bars = make_bars(CLOSE)
-    with pytest.raises(ConfigError, match="'GOOG'.*available: TEST"):
+    with pytest.raises(ConfigError, match=r"'GOOG'.*available: TEST"):
         bl.run_backtest(config(universe=["GOOG"]), bars)
     with pytest.raises(ConfigError, match="data covers 2020-01-01 to 2020-01-11"):
         bl.run_backtest(config(start="2021-01-01"), bars)

@@ -9,12 +9,13 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from pydantic import Field
 
 import backlake as bl
 from backlake.errors import ConfigError, DataValidationError
 from backlake.strategies.base import Signals, StrategyParams, register
 
-T0 = dt.datetime(2021, 1, 4, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2021, 1, 4, tzinfo=dt.UTC)
 
 
 def bars_from(symbol: str, open_, high=None, low=None, close=None, volume=None) -> pl.DataFrame:
@@ -33,8 +34,8 @@ def bars_from(symbol: str, open_, high=None, low=None, close=None, volume=None) 
 
 # A scripted test strategy: events at given bar indices (entries/exits per asset).
 class ScriptParams(StrategyParams):
-    entries: list[int] = []
-    exits: list[int] = []
+    entries: list[int] = Field(default_factory=list)
+    exits: list[int] = Field(default_factory=list)
     weights: list[list[float] | None] | None = None
 
 
@@ -238,7 +239,7 @@ def test_target_weights_rebalance():
     sym = res.trades.select("symbol", "qty", "entry_price", "exit_price", "exit_reason").rows()
     assert sym[0][0] == "A" and sym[0][1] == pytest.approx(500 / 11) and sym[0][4] == "rebalance"
     assert sym[0][3] == 11.0  # sold at bar 6's open
-    b_trade = [s for s in sym if s[0] == "B"][0]
+    b_trade = next(s for s in sym if s[0] == "B")
     assert b_trade[4] == "end_of_data"
 
 
@@ -275,13 +276,17 @@ def test_bad_inputs_are_config_errors_before_simulation():
     with pytest.raises(DataValidationError, match="missing or non-positive"):
         run(bars.with_columns(pl.when(pl.col("ts") == T0).then(float("nan")).otherwise(pl.col("close")).alias("close")))
     with pytest.raises(ConfigError, match="quantity"):
-        bl.BacktestConfig.model_validate({"strategy": "_script", "universe": ["A"], "sizing": {"method": "fixed_quantity"}})
+        bl.BacktestConfig.model_validate(
+            {"strategy": "_script", "universe": ["A"], "sizing": {"method": "fixed_quantity"}}
+        )
 
 
 def test_empty_and_all_nan_data():
     with pytest.raises(ConfigError, match="no 1d bars"):
         run(bars_from("A", PRICES).clear(), universe=["A"])
-    nan = bars_from("A", PRICES).with_columns(*(pl.lit(float("nan")).alias(c) for c in ("open", "high", "low", "close")))
+    nan = bars_from("A", PRICES).with_columns(
+        *(pl.lit(float("nan")).alias(c) for c in ("open", "high", "low", "close"))
+    )
     with pytest.raises(DataValidationError):
         run(nan)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -54,8 +54,8 @@ def trades_frame(rows: list[dict] | None = None) -> pl.DataFrame:
     for i, r in enumerate(rows or [], start=1):
         base = {
             "trade_id": i, "symbol": "X", "direction": "long", "qty": 1.0,
-            "entry_ts": datetime(2024, 1, 1, tzinfo=timezone.utc), "entry_price": 100.0,
-            "exit_ts": datetime(2024, 1, 2, tzinfo=timezone.utc), "exit_price": 100.0, "pnl": 0.0,
+            "entry_ts": datetime(2024, 1, 1, tzinfo=UTC), "entry_price": 100.0,
+            "exit_ts": datetime(2024, 1, 2, tzinfo=UTC), "exit_price": 100.0, "pnl": 0.0,
             "return_pct": 0.0, "fees": 0.0, "bars_held": 1, "mae": 0.0, "mfe": 0.0,
             "exit_reason": "signal",
         }
@@ -117,7 +117,8 @@ def test_one_bar():
     assert all(m[k] is None for k in RETURNS_METRICS)
     assert m["calmar"] is None
     assert m["benchmark_return"] == 0.0 and m["excess_return"] == pytest.approx(0.05)
-    assert all(m[k] is None for k in ("benchmark_sharpe", "alpha", "beta", "r_squared", "information_ratio", "tracking_error"))
+    assert all(m[k] is None for k in ("benchmark_sharpe", "alpha", "beta", "r_squared", "information_ratio",
+                                      "tracking_error"))
     assert m["exposure_time"] == 1.0
 
 
@@ -172,9 +173,9 @@ def test_non_finite_equity_is_rejected_with_a_clear_error(equity, bad_at):
 
 def test_non_finite_benchmark_or_exposure_is_rejected():
     eq = np.array([100.0, 101.0, 102.0])
-    with pytest.raises(DataValidationError, match="benchmark_equity .* first at bar 1"):
+    with pytest.raises(DataValidationError, match=r"benchmark_equity .* first at bar 1"):
         compute_metrics(eq, days(3), trades_frame(), 252.0, 100.0, benchmark_equity=np.array([1.0, np.nan, 1.0]))
-    with pytest.raises(DataValidationError, match="exposure .* first at bar 0"):
+    with pytest.raises(DataValidationError, match=r"exposure .* first at bar 0"):
         compute_metrics(eq, days(3), trades_frame(), 252.0, 100.0, exposure=np.array([np.nan, 0.0, 1.0]))
 
 
@@ -187,7 +188,8 @@ def test_mismatched_or_unsorted_inputs_are_rejected():
     with pytest.raises(DataValidationError, match="not sorted"):
         compute_metrics(eq, days(3)[::-1], trades_frame(), 252.0, 100.0)
     with pytest.raises(DataValidationError, match="NaT"):
-        compute_metrics(eq, np.array(["2024-01-01", "NaT", "2024-01-03"], dtype="datetime64[us]"), trades_frame(), 252.0, 100.0)
+        compute_metrics(eq, np.array(["2024-01-01", "NaT", "2024-01-03"], dtype="datetime64[us]"), trades_frame(),
+                        252.0, 100.0)
 
 
 @pytest.mark.parametrize("ppy, cash", [(0.0, 100.0), (float("nan"), 100.0), (252.0, 0.0), (252.0, -5.0)])
@@ -224,7 +226,7 @@ def test_trades_edge_cases():
 
     with pytest.raises(DataValidationError, match=r"missing column\(s\) \['mae', 'mfe'\]"):
         compute_metrics(eq, ts, trades_frame([{}]).drop("mae", "mfe"), 252.0, 100.0)
-    with pytest.raises(DataValidationError, match="trades.pnl has a null/NaN/inf value"):
+    with pytest.raises(DataValidationError, match=r"trades.pnl has a null/NaN/inf value"):
         compute_metrics(eq, ts, trades_frame([{"pnl": float("nan")}]), 252.0, 100.0)
 
 
@@ -273,7 +275,8 @@ def test_drawdown_never_recovered_runs_to_the_last_bar():
 
 
 def test_exposure_time_counts_bars_with_nonzero_exposure():
-    m = compute_metrics(np.full(5, 100.0), days(5), trades_frame(), 252.0, 100.0, exposure=np.array([0.0, 0.5, 1.0, 0.0, 0.25]))
+    m = compute_metrics(np.full(5, 100.0), days(5), trades_frame(), 252.0, 100.0,
+                        exposure=np.array([0.0, 0.5, 1.0, 0.0, 0.25]))
     assert m["exposure_time"] == pytest.approx(0.6)
 
 
@@ -299,7 +302,7 @@ def test_hand_computed_benchmark_metrics():
 
 
 def test_hand_computed_trade_statistics():
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
 
     def trade(exit_day: int, pnl: float, ret: float, **kw) -> dict:
         return {"exit_ts": t0 + timedelta(days=exit_day), "pnl": pnl, "return_pct": ret, **kw}
@@ -374,7 +377,7 @@ def test_monthly_returns_empty_and_one_bar():
 def _segment_inputs():
     eq = np.array([100.0, 110.0, 99.0, 108.0, 120.0, 114.0, 126.0, 130.0])
     ts = days(8)  # 2024-01-01 .. 2024-01-08
-    utc = timezone.utc
+    utc = UTC
     rows = [
         {"entry_ts": datetime(2024, 1, 1, tzinfo=utc), "pnl": 10.0, "return_pct": 0.1},
         {"entry_ts": datetime(2024, 1, 3, tzinfo=utc), "pnl": -5.0, "return_pct": -0.05},  # exits in OOS, counts in IS
@@ -400,8 +403,10 @@ def test_segment_metrics_split(split):
     assert seg["full"] == compute_metrics(eq, ts, trades, 252.0, 100.0, benchmark_equity=bench, exposure=expo)
 
     # IS = bars 0..3 (ts < Jan 5), from initial_cash; OOS = bars 4..7, rebased to bar 4's equity
-    assert seg["is"] == compute_metrics(eq[:4], ts[:4], trades[:2], 252.0, 100.0, benchmark_equity=bench[:4], exposure=expo[:4])
-    assert seg["oos"] == compute_metrics(eq[4:], ts[4:], trades[2:], 252.0, 120.0, benchmark_equity=bench[4:], exposure=expo[4:])
+    assert seg["is"] == compute_metrics(eq[:4], ts[:4], trades[:2], 252.0, 100.0,
+                                        benchmark_equity=bench[:4], exposure=expo[:4])
+    assert seg["oos"] == compute_metrics(eq[4:], ts[4:], trades[2:], 252.0, 120.0,
+                                         benchmark_equity=bench[4:], exposure=expo[4:])
     assert seg["is"]["total_return"] == pytest.approx(0.08)
     assert seg["oos"]["total_return"] == pytest.approx(130.0 / 120.0 - 1)
     assert seg["oos"]["max_drawdown"] == pytest.approx(-0.05)

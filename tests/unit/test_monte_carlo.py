@@ -78,7 +78,7 @@ def test_trade_bootstrap_compounds_resampled_closed_trades():
 
 
 def test_random_entries_stay_inside_the_entry_bar():
-    low, high, entry, signed_qty, idx = _entry_inputs(BASE, BARS)
+    low, high, entry, signed_qty, _idx = _entry_inputs(BASE, BARS)
     assert low.size == BASE.trades.height
     assert ((low <= entry) & (entry <= high)).all()  # the engine's own fills are inside too
     prices = _random_prices(low, high, 500, np.random.default_rng(2))
@@ -135,7 +135,7 @@ def test_methods_that_need_trades_say_so():
     flat = bl.run_backtest(CFG.model_copy(update={"params": {"fast": 5, "slow": 399}}), BARS)
     assert flat.trades.is_empty()
     for method in ("trade_bootstrap", "random_entry"):
-        with pytest.raises(ConfigError, match="no (closed )?trade"):
+        with pytest.raises(ConfigError, match=r"no (closed )?trade"):
             simulate_paths(flat, BARS, method=method, n_paths=5, seed=0)
 
 

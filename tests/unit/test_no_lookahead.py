@@ -8,8 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import backlake as bl
 
@@ -29,7 +28,7 @@ STRATEGY_CASES = {
 def random_bars(seed: int, n: int, n_assets: int, timeframe: str) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     step = dt.timedelta(hours=1) if timeframe == "1h" else dt.timedelta(days=1)
-    t0 = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    t0 = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     frames = []
     for a in range(n_assets):
         close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))

@@ -5,7 +5,6 @@ its grid, invalid params are pruned and counted, and bad inputs fail before any 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import json
 
 import numpy as np
@@ -13,6 +12,7 @@ import polars as pl
 import pytest
 
 import backlake as bl
+import backlake.research.optimize as opt_mod
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError
 from backlake.research.optimize import (
@@ -28,7 +28,6 @@ BARS = synthetic_bars(("S0",), periods=500, seed=3)
 CFG = bl.BacktestConfig.model_validate({
     "strategy": "sma_crossover", "universe": ["S0"], "initial_cash": 100_000, "costs": {"commission_bps": 5},
 })
-import backlake.research.optimize as opt_mod
 SPACE = {"fast": {"low": 3, "high": 30}, "slow": {"low": 20, "high": 120, "step": 10}}
 
 
@@ -109,7 +108,7 @@ def test_a_trial_without_an_in_sample_score_counts_as_failed():
 
 def test_evaluate_trial_is_the_fan_out_unit():
     split = split_timestamp(CFG, BARS, oos_start=dt.date(2016, 1, 4))
-    assert split == dt.datetime(2016, 1, 4, tzinfo=dt.timezone.utc)
+    assert split == dt.datetime(2016, 1, 4, tzinfo=dt.UTC)
     rec = evaluate_trial(CFG, {"fast": 30, "slow": 20}, BARS, split=split, number=7)
     assert (rec.state, rec.number) == ("pruned", 7) and "smaller than slow" in rec.reason
     rec = evaluate_trial(CFG, {"fast": 10, "slow": 40}, BARS, split=split, objective="calmar")
@@ -181,9 +180,7 @@ def test_batched_study_asks_whole_batches_and_is_reproducible():
 def test_a_batch_holds_distinct_proposals():
     # after the 10 random start-up trials TPE proposes from its model; the sampler runs with
     # the constant liar, which scores the trials still out as bad so a batch spreads out
-    import optuna
-
-    assert opt_mod._sampler(optuna, "tpe", {}, 0)._constant_liar is True
+    assert opt_mod._sampler("tpe", {}, 0)._constant_liar is True
     plan = plan_study(CFG, {"fast": {"low": 3, "high": 60}, "slow": {"low": 70, "high": 300}}, BARS,
                       n_trials=26, seed=0)
     asked: list = []

@@ -41,10 +41,9 @@ def test_a_raising_listener_breaks_neither_report_nor_other_listeners():
 
 def test_listening_removes_the_listener_after_the_block_even_on_error():
     seen: list[progress.Progress] = []
-    with pytest.raises(ValueError):
-        with progress.listening(seen.append):
-            progress.report("job", 1, 3, "windows")
-            raise ValueError("job failed")
+    with pytest.raises(ValueError), progress.listening(seen.append):
+        progress.report("job", 1, 3, "windows")
+        raise ValueError("job failed")
     progress.report("job", 2, 3, "windows")
     assert [e.done for e in seen] == [1]
 

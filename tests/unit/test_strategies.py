@@ -11,8 +11,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 import backlake as bl
-from backlake.strategies import get_strategy
-from backlake.strategies import indicators as ind
+from backlake.strategies import get_strategy, indicators as ind
 from backlake.strategies.base import BarData, Signals
 
 NEW_STRATEGIES = [
@@ -228,7 +227,9 @@ def test_true_range_and_atr_match_reference_loop_on_30_bars():
     # bar 0 has no previous close: high - low
     np.testing.assert_allclose(tr[0], d["high"][0] - d["low"][0])
     # a gap up: the distance from the previous close counts
-    np.testing.assert_allclose(ind.true_range(np.array([11.0, 15]), np.array([9.0, 14]), np.array([10.0, 14.5])), [2, 5])
+    np.testing.assert_allclose(
+        ind.true_range(np.array([11.0, 15]), np.array([9.0, 14]), np.array([10.0, 14.5])), [2, 5]
+    )
     for n in (1, 3, 14):
         out = ind.atr(d["high"], d["low"], d["close"], n)
         for j in range(2):
@@ -243,8 +244,10 @@ def test_rolling_windows_match_reference_loops():
             col = x[:, j].tolist()
             np.testing.assert_allclose(ind.rolling_max(x, n)[:, j], ref_rolling(col, n, max))
             np.testing.assert_allclose(ind.rolling_min(x, n)[:, j], ref_rolling(col, n, min))
-            np.testing.assert_allclose(ind.rolling_max(x, n, exclude_current=True)[:, j], ref_rolling(col, n, max, True))
-            np.testing.assert_allclose(ind.rolling_min(x, n, exclude_current=True)[:, j], ref_rolling(col, n, min, True))
+            np.testing.assert_allclose(ind.rolling_max(x, n, exclude_current=True)[:, j],
+                                       ref_rolling(col, n, max, True))
+            np.testing.assert_allclose(ind.rolling_min(x, n, exclude_current=True)[:, j],
+                                       ref_rolling(col, n, min, True))
             np.testing.assert_allclose(ind.rolling_std(x, n)[:, j], ref_rolling(col, n, pstd), atol=1e-12)
             np.testing.assert_allclose(ind.rolling_percentile_rank(x, n)[:, j], ref_rolling(col, n, prank))
             ref_pct = [math.nan] * n + [col[t] / col[t - n] - 1 for t in range(n, 30)]
@@ -544,7 +547,9 @@ def test_dual_momentum_top_k_and_absolute_filter():
     # an asset without a price (not listed yet) is never held
     close = DM_CLOSE.copy()
     close[:2, 1] = np.nan
-    np.testing.assert_array_equal(run("dual_momentum", bar_data(close), lookback=2, rebalance_every=3).weights[3], [1, 0, 0])
+    np.testing.assert_array_equal(
+        run("dual_momentum", bar_data(close), lookback=2, rebalance_every=3).weights[3], [1, 0, 0]
+    )
 
 
 def test_dual_momentum_matches_a_reference_loop():

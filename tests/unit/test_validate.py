@@ -12,7 +12,7 @@ import pytest
 from backlake.data.validate import BAR_COLUMNS, BARS_SCHEMA, RULES, validate_bars
 from backlake.errors import DataValidationError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def bar(symbol: str, ts: dt.datetime, o=100.0, h=101.0, lo=99.0, c=100.5, v=1000.0, tf="1d") -> dict:
@@ -56,7 +56,7 @@ BAD_BY_RULE = {
 
 @pytest.mark.parametrize("rule", list(BAD_BY_RULE))
 def test_one_bad_row_per_rule_is_counted_and_skipped(rule: str) -> None:
-    valid, report = validate_bars(frame(GOOD + [BAD_BY_RULE[rule]]))
+    valid, report = validate_bars(frame([*GOOD, BAD_BY_RULE[rule]]))
     assert report.rows_in == 11 and report.rows_valid == 10 and report.rows_skipped == 1
     assert report.counts == {r: int(r == rule) for r in RULES}
     assert valid.equals(frame(GOOD))  # the good rows survive untouched
@@ -85,7 +85,7 @@ def test_all_rules_together_and_a_row_breaking_two_rules_is_skipped_once() -> No
 )
 def test_missing_values_of_any_required_field(field: str, value: object) -> None:
     row = {**bar("AAA", LATER[0]), field: value}
-    _, report = validate_bars(frame(GOOD + [row]))
+    _, report = validate_bars(frame([*GOOD, row]))
     assert report.counts["missing_value"] == 1
     assert sum(report.counts[r] for r in RULES) == 1  # a missing value breaks no other rule
 
@@ -95,7 +95,7 @@ def test_missing_values_of_any_required_field(field: str, value: object) -> None
     [(100, 99, 98, 98.5), (100, 101, 100.5, 100.8), (100, 99, 101, 100), (100, 101, 99, 101.5)],
 )
 def test_ohlc_inconsistent_cases(o: float, h: float, lo: float, c: float) -> None:
-    _, report = validate_bars(frame(GOOD + [bar("AAA", LATER[0], o=o, h=h, lo=lo, c=c)]))
+    _, report = validate_bars(frame([*GOOD, bar("AAA", LATER[0], o=o, h=h, lo=lo, c=c)]))
     assert report.counts["ohlc_inconsistent"] == 1
 
 

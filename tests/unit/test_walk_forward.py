@@ -5,6 +5,7 @@ chains the test returns from initial_cash, determinism, and clear errors."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 import numpy as np
@@ -16,7 +17,7 @@ from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError
 from backlake.research.walk_forward import evaluate_window, make_windows, stitch, walk_forward
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BARS = synthetic_bars(("S0",), periods=500, seed=5)
 CFG = bl.BacktestConfig.model_validate({
     "strategy": "sma_crossover", "universe": ["S0"], "initial_cash": 50_000, "costs": {"commission_bps": 5},
@@ -54,7 +55,7 @@ def test_rolling_bar_windows():
         assert w.train_idx == (10 * k, 10 * k + 30) and w.test_idx == (10 * k + 30, 10 * k + 40)
         assert (w.train_start, w.train_end) == (ts[10 * k], ts[10 * k + 29])
         assert (w.test_start, w.test_end) == (ts[10 * k + 30], ts[10 * k + 39])
-    for a, b in zip(ws, ws[1:]):
+    for a, b in itertools.pairwise(ws):
         assert a.test_idx[1] == b.test_idx[0]  # step = test: contiguous, no overlap
 
 

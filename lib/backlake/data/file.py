@@ -88,7 +88,7 @@ def read_bars_file(
     raw = _read(path)
     mapping = _resolve_columns(raw.columns, columns or {}, path, symbol_given=symbol is not None)
 
-    exprs: list[pl.Expr] = []
+    exprs: list[pl.Expr | pl.Series] = []
     if symbol is not None:
         exprs.append(pl.lit(symbol, pl.String).alias("symbol"))
     else:
@@ -210,7 +210,8 @@ def _parse_ts(values: pl.Series, ts_format: str | None, timezone: str, path: Pat
 
 
 def _to_utc(values: pl.Series, timezone: str) -> pl.Series:
-    if values.dtype.time_zone is None:  # type: ignore[union-attr]
+    dtype = values.dtype  # a Datetime: _parse_ts passes nothing else
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         values = values.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
     return values.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
@@ -64,7 +65,7 @@ class IngestReport:
     symbols: list[str]
     rows_revised: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "rows_new": self.rows_new, "rows_existing": self.rows_existing, "rows_revised": self.rows_revised,
             "bars_version": self.bars_version, "symbols": self.symbols,
@@ -91,7 +92,7 @@ class _Plan:
     @property
     def rows(self) -> pl.DataFrame:
         """The rows to write (changed, then new), stamped with the ingest time."""
-        now = pl.lit(dt.datetime.now(dt.timezone.utc)).dt.cast_time_unit("us").alias("ingested_at")
+        now = pl.lit(dt.datetime.now(dt.UTC)).dt.cast_time_unit("us").alias("ingested_at")
         return pl.concat([self.changed, self.new]).with_columns(now)
 
 
@@ -163,7 +164,7 @@ def _changed_error(diffs: pl.DataFrame) -> ChangedBarsError:
     keys = diffs.select(KEY).unique()
     per_symbol = dict(keys.group_by("symbol").len().sort("symbol").iter_rows())
     n = keys.height
-    sample: list[dict] = []
+    sample: list[dict[str, Any]] = []
     for row in diffs.unique(KEY, keep="first", maintain_order=True).head(SAMPLE).iter_rows(named=True):
         for c in VALUES:
             old, new = row[f"{c}_stored"], row[c]
@@ -182,9 +183,9 @@ def _changed_error(diffs: pl.DataFrame) -> ChangedBarsError:
     return ChangedBarsError("\n".join(lines), changed=per_symbol, sample=sample)
 
 
-def _by_row(sample: list[dict]) -> list[str]:
+def _by_row(sample: list[dict[str, Any]]) -> list[str]:
     """One line per differing bar: its key, then every differing column."""
-    out: dict[tuple, list[str]] = {}
+    out: dict[tuple[str, str, str], list[str]] = {}
     for d in sample:
         key = (d["symbol"], d["timeframe"], d["ts"].isoformat())
         out.setdefault(key, []).append(f"{d['column']}: {d['stored']!r} -> {d['new']!r}")

@@ -16,11 +16,12 @@ Example::
 
     bars = load_samples(["GOOG", "EURUSD"])
     valid, report = validate_bars(bars)
-"""
+"""  # noqa: E501 - the table rows above are kept whole
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -35,7 +36,7 @@ __all__ = ["SAMPLE_SYMBOLS", "SAMPLES_DIR", "load_samples"]
 SAMPLES_DIR = Path(__file__).with_name("samples")
 
 # symbol -> (file, timeframe, source, read_bars_file keyword arguments)
-_OHLCV_FILES: dict[str, tuple[str, str, str, dict]] = {
+_OHLCV_FILES: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     "SP500": ("sp500.csv.gz", "1d", "arch:sp500", {"columns": {"ts": "Date"}, "ts_format": "%m/%d/%Y"}),
     "NASDAQ": ("nasdaq.csv.gz", "1d", "arch:nasdaq", {"columns": {"ts": "Date"}, "ts_format": "%m/%d/%Y"}),
     "GOOG": ("GOOG.csv.gz", "1d", "backtesting:GOOG", {"ts_format": "%Y-%m-%d"}),

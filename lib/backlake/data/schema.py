@@ -11,9 +11,11 @@ Prices are in the quote currency of the symbol, volume in units traded.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
-__all__ = ["BARS_SCHEMA", "BAR_COLUMNS", "ENGINE_COLUMNS", "BAR_KEY", "VALUE_COLUMNS"]
+__all__ = ["BARS_SCHEMA", "BAR_COLUMNS", "ENGINE_COLUMNS", "BAR_KEY", "VALUE_COLUMNS", "date_filter"]
 
 BARS_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(), "ts": pl.Datetime("us", "UTC"), "timeframe": pl.String(),
@@ -24,3 +26,14 @@ BAR_COLUMNS: tuple[str, ...] = tuple(BARS_SCHEMA)
 VALUE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 ENGINE_COLUMNS: tuple[str, ...] = ("symbol", "ts", *VALUE_COLUMNS)
 BAR_KEY: tuple[str, ...] = ("symbol", "timeframe", "ts")
+
+
+def date_filter(start: dt.date | None, end: dt.date | None) -> pl.Expr:
+    """``start <= ts.date() <= end`` (UTC dates, both inclusive, either open) as timestamp
+    bounds on ``ts``: the one date filter of configs, the engine and run fingerprints."""
+    cond = pl.lit(True)
+    if start is not None:
+        cond &= pl.col("ts") >= dt.datetime.combine(start, dt.time(), dt.UTC)
+    if end is not None:
+        cond &= pl.col("ts") < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return cond

@@ -102,7 +102,11 @@ def synthetic_bars(
     return frame.select(pl.col(c).cast(t) for c, t in BARS_SCHEMA.items())
 
 
-def _check(symbols, periods, timeframe, seed, calendar, drift, vol, correlation, start_price) -> list[str]:
+def _check(
+    symbols: Sequence[str] | str, periods: int, timeframe: str, seed: int, calendar: str, drift: float, vol: float,
+    correlation: float, start_price: float,
+) -> list[str]:
+    # checked at run time too: values come from JSON and the CLI, not only from typed callers
     names = [symbols] if isinstance(symbols, str) else list(symbols)
     if not names or any(not isinstance(s, str) or not s.strip() for s in names):
         raise ConfigError(f"symbols={symbols!r} must be a non-empty list of non-empty names, e.g. ('SYN0',)")
@@ -143,20 +147,20 @@ def _parse_start(start: str | dt.date | dt.datetime) -> dt.datetime:
             raise ConfigError(f"start={start!r} must be an ISO date string, a date or a datetime")
         start = dt.datetime(start.year, start.month, start.day)
     if start.tzinfo is None:
-        return start.replace(tzinfo=dt.timezone.utc)
-    return start.astimezone(dt.timezone.utc)
+        return start.replace(tzinfo=dt.UTC)
+    return start.astimezone(dt.UTC)
 
 
 def _timestamps(start: dt.datetime, periods: int, timeframe: str, calendar: str) -> np.ndarray:
     """``periods`` bar start times (int64 microseconds since the epoch, UTC)."""
-    start_us = int((start - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) / dt.timedelta(microseconds=1))
+    start_us = int((start - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
     midnight = start_us - start_us % _DAY
     if timeframe == "1mo":
         year, month = start.year, start.month + (start.day > 1 or start_us > midnight)
         out = []
         for i in range(periods):
             y, m = divmod(month - 1 + i, 12)
-            out.append(int(dt.datetime(year + y, m + 1, 1, tzinfo=dt.timezone.utc).timestamp()) * _US)
+            out.append(int(dt.datetime(year + y, m + 1, 1, tzinfo=dt.UTC).timestamp()) * _US)
         return np.array(out, dtype=np.int64)
     first = midnight if start_us == midnight else midnight + _DAY
     if timeframe == "1w":
@@ -176,7 +180,7 @@ def _grid(anchor: int, step: int, keep: Callable[[np.ndarray], np.ndarray], peri
     """The first ``periods`` points of ``anchor + k * step`` (k >= 0) that ``keep`` accepts."""
     n = 2 * periods + 64
     while True:
-        t = anchor + np.arange(n, dtype=np.int64) * step
+        t: np.ndarray = anchor + np.arange(n, dtype=np.int64) * step
         t = t[keep(t)]
         if len(t) >= periods:
             return t[:periods]
@@ -202,5 +206,5 @@ def _in_session(t: np.ndarray) -> np.ndarray:
 
 def _fx_open(t: np.ndarray) -> np.ndarray:
     wd, tod = _weekday(t), t % _DAY
-    closed = ((wd == 4) & (tod >= 21 * _HOUR)) | (wd == 5) | ((wd == 6) & (tod < 21 * _HOUR))
+    closed: np.ndarray = ((wd == 4) & (tod >= 21 * _HOUR)) | (wd == 5) | ((wd == 6) & (tod < 21 * _HOUR))
     return ~closed

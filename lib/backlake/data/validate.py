@@ -29,7 +29,7 @@ Example::
     valid, report = validate_bars(bars)
     print(report.summary())
     report.counts["duplicate"], report.gaps
-"""
+"""  # noqa: E501 - the table rows above are kept whole
 
 from __future__ import annotations
 
@@ -77,11 +77,11 @@ class ValidationReport:
     rows_skipped: int
     counts: dict[str, int]
     gaps: int
-    examples: list[dict] = field(default_factory=list)
-    gap_examples: list[dict] = field(default_factory=list)
-    per_symbol: dict[str, dict] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    gap_examples: list[dict[str, Any]] = field(default_factory=list)
+    per_symbol: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (timestamps as ISO strings, NaN/inf as strings)."""
         return {
             "rows_in": self.rows_in, "rows_valid": self.rows_valid, "rows_skipped": self.rows_skipped,
@@ -279,7 +279,7 @@ def _find_gaps(valid: pl.DataFrame, calendars: Mapping[str, Calendar]) -> pl.Dat
 
 # -- report ---------------------------------------------------------------------------------
 def _report(flags: pl.DataFrame, valid: pl.DataFrame, counts: dict[str, int], gaps: pl.DataFrame) -> ValidationReport:
-    per_symbol: dict[str, dict] = {}
+    per_symbol: dict[str, dict[str, int]] = {}
     by_symbol = flags.group_by("symbol").agg(
         pl.len().alias("rows_in"), pl.col("_bad").sum().alias("rows_skipped")
     ).sort("symbol", nulls_last=True)
@@ -308,13 +308,13 @@ def _spread(gaps: pl.DataFrame) -> pl.DataFrame:
     return gaps.with_columns(_nth=nth).sort("_nth", "symbol", "timeframe", "from").drop("_nth")
 
 
-def _examples(flags: pl.DataFrame) -> list[dict]:
+def _examples(flags: pl.DataFrame) -> list[dict[str, Any]]:
     """Up to ``MAX_EXAMPLES`` offending rows, taking a few of each broken rule in turn."""
     per_rule = {
         r: flags.filter(pl.col(f"_{r}")).head(MAX_EXAMPLES).to_dicts()
         for r in SKIP_RULES if flags[f"_{r}"].any()
     }
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     i = 0
     while len(out) < MAX_EXAMPLES and any(i < len(rows) for rows in per_rule.values()):
         for rule, rows in per_rule.items():

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
 
 from backlake.calendars import calendar_of, periods_per_year
 from backlake.config import BacktestConfig
-from backlake.data.schema import ENGINE_COLUMNS
+from backlake.data.schema import ENGINE_COLUMNS, date_filter
 from backlake.engine import nb
+from backlake.engine.records import EXIT_REASONS, FEE_NAMES, Direction, Market, MarketData, SizeMethod
 from backlake.engine.result import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestResult
 from backlake.errors import BacktestError, ConfigError, DataValidationError
 from backlake.metrics import compute_metrics, monthly_returns, segment_metrics
@@ -65,15 +67,9 @@ def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str) -> pl.Data
             f"universe symbol {symbol!r} has no {cfg.timeframe} bars in the data "
             f"(available: {shown or 'none'}); ingest it or fix the universe"
         )
-    ts_date = pl.col("ts").dt.date()
-    cond = pl.lit(True)
-    if cfg.start:
-        cond &= ts_date >= cfg.start
-    if cfg.end:
-        cond &= ts_date <= cfg.end
-    sel = sym.filter(cond).sort("ts")
+    sel = sym.filter(date_filter(cfg.start, cfg.end)).sort("ts")
     if sel.is_empty():
-        first, last = sym["ts"].min(), sym["ts"].max()
+        first, last = cast(dt.datetime, sym["ts"].min()), cast(dt.datetime, sym["ts"].max())
         raise ConfigError(
             f"no {symbol} bars between start={cfg.start} and end={cfg.end}: the data covers "
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; move the dates inside that range"
@@ -121,18 +117,7 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
                     tradable=tradable)
 
 
-def _date_filter(cfg: BacktestConfig) -> pl.Expr:
-    """``start <= ts.date() <= end`` as timestamp bounds (no per-row date conversion)."""
-    cond = pl.lit(True)
-    utc = dt.timezone.utc
-    if cfg.start:
-        cond &= pl.col("ts") >= dt.datetime.combine(cfg.start, dt.time(), utc)
-    if cfg.end:
-        cond &= pl.col("ts") < dt.datetime.combine(cfg.end + dt.timedelta(days=1), dt.time(), utc)
-    return cond
-
-
-def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]):
+def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]) -> tuple[pl.Series, np.ndarray, np.ndarray] | None:
     """(ts, rows, cols) when the rows are one run per symbol, each with the same strictly
     increasing timestamps (the common case); None otherwise."""
     runs = wanted["symbol"].rle()
@@ -154,9 +139,9 @@ def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]):
 
 def _stack_universe(
     cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str]
-) -> tuple[pl.Series, dict, np.ndarray]:
+) -> tuple[pl.Series, dict[str, np.ndarray], np.ndarray]:
     """Validate and align many symbols in a few vectorised passes (see the module docstring)."""
-    cond = pl.col("symbol").is_in(symbols) & _date_filter(cfg)
+    cond = pl.col("symbol").is_in(symbols) & date_filter(cfg.start, cfg.end)
     if "timeframe" in bars.columns:
         cond &= pl.col("timeframe") == cfg.timeframe
     wanted = bars.filter(cond).select(ENGINE_COLUMNS)
@@ -194,7 +179,7 @@ def _stack_universe(
                 "validate and ingest the bars first (backlake ingest reports and skips them)"
             )
     have = (count == 1).reshape(m, n).T
-    stack = {}
+    stack: dict[str, np.ndarray] = {}
     for c in ("open", "high", "low", "close", "volume"):
         a = np.full(n * m, np.nan)
         a[flat] = wanted[c].to_numpy()
@@ -211,28 +196,30 @@ def _stack_universe(
     return ts, stack, np.ones((1, 1), dtype=np.bool_)
 
 
-_DIRECTIONS = {"long_only": nb.DIR_LONG_ONLY, "short_only": nb.DIR_SHORT_ONLY, "long_short": nb.DIR_LONG_SHORT}
-_SIZING = {
-    "fixed_fraction": nb.SIZE_FIXED_FRACTION, "fixed_quantity": nb.SIZE_FIXED_QUANTITY,
-    "equal_weight": nb.SIZE_EQUAL_WEIGHT, "volatility_target": nb.SIZE_VOL_TARGET,
+_DIRECTIONS = {
+    "long_only": Direction.LONG_ONLY, "short_only": Direction.SHORT_ONLY, "long_short": Direction.LONG_SHORT,
 }
-_MARKETS = {"none": nb.MARKET_NONE, "us": nb.MARKET_US, "india": nb.MARKET_INDIA}
+_SIZING = {
+    "fixed_fraction": SizeMethod.FIXED_FRACTION, "fixed_quantity": SizeMethod.FIXED_QUANTITY,
+    "equal_weight": SizeMethod.EQUAL_WEIGHT, "volatility_target": SizeMethod.VOL_TARGET,
+}
+_MARKETS = {"none": Market.NONE, "us": Market.US, "india": Market.INDIA}
 
 
 def sim_options(cfg: BacktestConfig, ppy: float, strategy_max_hold: int | None = None) -> nb.SimOptions:
-    """The kernel's options record for a config."""
+    """The kernel's options record for a config (codes as plain ints: one compiled signature)."""
     c, s, e = cfg.costs, cfg.sizing, cfg.execution
     holds = [h for h in (e.max_hold_bars, strategy_max_hold) if h]
     return nb.SimOptions(
-        initial_cash=float(cfg.initial_cash), direction=_DIRECTIONS[cfg.direction],
-        fill_next_open=e.fill == "next_open", size_method=_SIZING[s.method], fraction=float(s.fraction),
+        initial_cash=float(cfg.initial_cash), direction=int(_DIRECTIONS[cfg.direction]),
+        fill_next_open=e.fill == "next_open", size_method=int(_SIZING[s.method]), fraction=float(s.fraction),
         quantity=float(s.quantity or 0.0), target_vol=float(s.target_volatility),
         max_leverage=float(s.max_leverage), whole_units=bool(s.whole_units), periods_per_year=float(ppy),
         commission_rate=c.commission_bps / 1e4, commission_fixed=float(c.commission_fixed),
         slippage_rate=c.slippage_bps / 1e4, impact_k=float(c.impact.k) if c.impact else 0.0,
         participation_cap=float(c.participation_cap or 0.0), stop_loss=float(e.stop_loss or 0.0),
         take_profit=float(e.take_profit or 0.0), max_hold=int(min(holds)) if holds else 0,
-        market=_MARKETS[c.market], sec_fee_rate=c.us.sec_fee_rate,
+        market=int(_MARKETS[c.market]), sec_fee_rate=c.us.sec_fee_rate,
         finra_taf_per_share=c.us.finra_taf_per_share, finra_taf_max=c.us.finra_taf_max,
         stt_rate=c.india.stt_rate, exchange_rate=c.india.exchange_rate, gst_rate=c.india.gst_rate,
         stamp_duty_rate=c.india.stamp_duty_rate, sebi_rate=c.india.sebi_rate,
@@ -279,7 +266,9 @@ def _risk_inputs(cfg: BacktestConfig, prep: Prepared) -> tuple[np.ndarray, np.nd
     return sigma, adv
 
 
-def run_backtest(cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date | dt.datetime | None = None) -> BacktestResult:
+def run_backtest(
+    cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date | dt.datetime | None = None
+) -> BacktestResult:
     """Simulate ``cfg`` on ``bars`` (columns ``symbol, ts, open, high, low, close, volume``).
 
     ``oos_start`` splits the metrics into in-sample (before) and out-of-sample (from it on)
@@ -300,14 +289,15 @@ def run_backtest(cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date 
     entries = np.asarray(sig.entries, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
     exits = np.asarray(sig.exits, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
     weights = np.asarray(sig.weights, dtype=np.float64) if use_w else np.full((1, m), np.nan)
-    equity, cash, position, trade_rec = nb.simulate_nb(
-        d["open"], d["high"], d["low"], d["close"], d["volume"], entries, exits, weights, use_w, sigma, adv,
-        prep.tradable, opts,
-    )
+    mkt = MarketData(d["open"], d["high"], d["low"], d["close"], d["volume"], sigma, adv, prep.tradable)
+    equity, cash, position, trade_rec = nb.simulate_nb(mkt, entries, exits, weights, use_w, opts)
     return _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start)
 
 
-def _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start) -> BacktestResult:
+def _result(
+    cfg: BacktestConfig, prep: Prepared, bars: pl.DataFrame, equity: np.ndarray, cash: np.ndarray,
+    position: np.ndarray, trade_rec: np.ndarray, oos_start: dt.date | dt.datetime | None,
+) -> BacktestResult:
     d = prep.data
     close = d["close"]
     trades = trades_frame(trade_rec, prep.ts, prep.symbols)
@@ -340,34 +330,32 @@ def _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start) -> Ba
 
 
 def trades_frame(rec: np.ndarray, ts: pl.Series, symbols: list[str]) -> pl.DataFrame:
-    """Trade records from the kernel as the trades frame (TRADE_COLUMNS + cost breakdown)."""
-    order = np.lexsort((rec[:, nb.T_ASSET], rec[:, nb.T_ENTRY_IDX])) if rec.shape[0] else np.zeros(0, dtype=np.int64)
-    rec = rec[order]
-    entry_idx = rec[:, nb.T_ENTRY_IDX].astype(np.int64)
-    exit_idx = rec[:, nb.T_EXIT_IDX].astype(np.int64)
+    """Trade records from the kernel (``trade_dt``) as the trades frame (TRADE_COLUMNS + cost
+    breakdown)."""
+    rec = rec[np.lexsort((rec["asset"], rec["entry_idx"]))]
     sym = np.asarray(symbols, dtype=object)
     frame = {
         "trade_id": np.arange(1, rec.shape[0] + 1, dtype=np.int64),
-        "symbol": pl.Series(sym[rec[:, nb.T_ASSET].astype(np.int64)].tolist() if rec.shape[0] else [], dtype=pl.String),
-        "direction": pl.Series(np.where(rec[:, nb.T_DIR] > 0, "long", "short").tolist(), dtype=pl.String),
-        "qty": rec[:, nb.T_QTY],
-        "entry_ts": ts.gather(entry_idx.tolist()),
-        "entry_price": rec[:, nb.T_ENTRY_PRICE],
-        "exit_ts": ts.gather(exit_idx.tolist()),
-        "exit_price": rec[:, nb.T_EXIT_PRICE],
-        "pnl": rec[:, nb.T_PNL],
-        "return_pct": rec[:, nb.T_RET],
-        "fees": rec[:, nb.T_FEES],
-        "bars_held": rec[:, nb.T_BARS].astype(np.int64),
-        "mae": rec[:, nb.T_MAE],
-        "mfe": rec[:, nb.T_MFE],
-        "exit_reason": pl.Series([nb.EXIT_REASONS[int(r)] for r in rec[:, nb.T_REASON]], dtype=pl.String),
-        "slippage_cost": rec[:, nb.T_SLIP],
-        "impact_cost": rec[:, nb.T_IMPACT],
+        "symbol": pl.Series(sym[rec["asset"]].tolist(), dtype=pl.String),
+        "direction": pl.Series(np.where(rec["direction"] > 0, "long", "short").tolist(), dtype=pl.String),
+        "qty": rec["qty"],
+        "entry_ts": ts.gather(rec["entry_idx"].tolist()),
+        "entry_price": rec["entry_price"],
+        "exit_ts": ts.gather(rec["exit_idx"].tolist()),
+        "exit_price": rec["exit_price"],
+        "pnl": rec["pnl"],
+        "return_pct": rec["ret"],
+        "fees": rec["fees"],
+        "bars_held": rec["bars_held"],
+        "mae": rec["mae"],
+        "mfe": rec["mfe"],
+        "exit_reason": pl.Series([EXIT_REASONS[r] for r in rec["exit_reason"].tolist()], dtype=pl.String),
+        "slippage_cost": rec["slippage_cost"],
+        "impact_cost": rec["impact_cost"],
     }
-    for k, name in enumerate(nb.FEE_NAMES):
-        frame[name] = rec[:, nb.T_FEE0 + k]
-    return pl.DataFrame(frame).select(list(TRADE_COLUMNS) + ["slippage_cost", "impact_cost", *nb.FEE_NAMES])
+    for name in FEE_NAMES:
+        frame[name] = rec[name]
+    return pl.DataFrame(frame).select([*TRADE_COLUMNS, "slippage_cost", "impact_cost", *FEE_NAMES])
 
 
 def benchmark_curve(cfg: BacktestConfig, bars: pl.DataFrame, prep: Prepared) -> np.ndarray:
@@ -378,7 +366,8 @@ def benchmark_curve(cfg: BacktestConfig, bars: pl.DataFrame, prep: Prepared) -> 
         if cfg.benchmark in prep.symbols:
             close = close[:, [prep.symbols.index(cfg.benchmark)]]
         growth = (close / close[0]).mean(axis=1)
-        return cfg.initial_cash * growth
+        curve: np.ndarray = cfg.initial_cash * growth
+        return curve
     other = select_bars(cfg.model_copy(update={"start": None, "end": None}), bars, cfg.benchmark).select("ts", "close")
     aligned = pl.DataFrame({"ts": prep.ts}).join(other, on="ts", how="left").sort("ts")
     series = aligned["close"].fill_null(strategy="forward")
@@ -391,10 +380,13 @@ def benchmark_curve(cfg: BacktestConfig, bars: pl.DataFrame, prep: Prepared) -> 
             )
         series = series.fill_null(before["close"][-1])
     b = series.to_numpy()
-    return cfg.initial_cash * b / b[0]
+    curve = cfg.initial_cash * b / b[0]
+    return curve
 
 
-def _per_asset(prep: Prepared, position: np.ndarray, equity: np.ndarray, trades: pl.DataFrame):
+def _per_asset(
+    prep: Prepared, position: np.ndarray, equity: np.ndarray, trades: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-asset P&L contribution and the correlation of per-asset return streams."""
     close = prep.data["close"]
     pnl_bar = np.zeros_like(close)

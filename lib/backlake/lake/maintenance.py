@@ -26,6 +26,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
@@ -38,7 +39,7 @@ __all__ = ["maintain", "MaintenanceReport", "pinned_versions"]
 
 @dataclass
 class MaintenanceReport:
-    tables: list[dict] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
     deleted_runs: int = 0
     reaped_runs: list[str] = field(default_factory=list)
     debris_runs: list[str] = field(default_factory=list)
@@ -59,33 +60,35 @@ def pinned_versions(lake: Lake) -> dict[str, int]:
 def _commit_time(table: DeltaTable, version: int) -> dt.datetime | None:
     for h in table.history():
         if int(h.get("version", -1)) == version:
-            return dt.datetime.fromtimestamp(h["timestamp"] / 1000, tz=dt.timezone.utc)
+            return dt.datetime.fromtimestamp(h["timestamp"] / 1000, tz=dt.UTC)
     return None
 
 
 def maintain(
     lake: Lake, *, compact: bool = True, checkpoint: bool = True, vacuum_retention_hours: float | None = 168.0,
     failed_retention_days: float | None = 30.0, stale_after_hours: float = 6.0, dry_run: bool = False,
-    is_alive: Callable[[str], bool | None] | None = None,
+    is_alive: Callable[[str], bool | None] | None = None, expire_only_user: str | None = None,
 ) -> MaintenanceReport:
-    """Run maintenance over every existing table (see the module docstring)."""
+    """Run maintenance over every existing table (see the module docstring).
+    ``expire_only_user``: expire only the failed/cancelled runs whose ``created_by`` is this
+    user (a researcher's ``backlake maintain``); None expires anyone's."""
     from backlake.runs.events import reap
 
     report = MaintenanceReport()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     report.reaped_runs = reap(lake, stale_after=dt.timedelta(hours=stale_after_hours), is_alive=is_alive,
                               dry_run=dry_run)
     if failed_retention_days is not None:
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=failed_retention_days)  # after reaping
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=failed_retention_days)  # after reaping
         report.debris_runs = _delete_debris(lake, cutoff, dry_run)
         if lake.exists("runs"):
-            report.deleted_runs = _expire_terminal_runs(lake, cutoff, dry_run)
+            report.deleted_runs = _expire_terminal_runs(lake, cutoff, dry_run, only_user=expire_only_user)
     pins = pinned_versions(lake)
     for name in TABLES:
         if not lake.exists(name):
             continue
         table = DeltaTable(lake.uri(name), storage_options=lake.storage_options or None)
-        row: dict = {"table": name, "version_before": table.version()}
+        row: dict[str, Any] = {"table": name, "version_before": table.version()}
         if compact and not dry_run:
             m = table.optimize.compact()
             row["files_removed"] = int(m.get("numFilesRemoved", 0))
@@ -114,10 +117,13 @@ def maintain(
     return report
 
 
-def _expire_terminal_runs(lake: Lake, before: dt.datetime, dry_run: bool) -> int:
-    """Delete failed/cancelled runs (and their events) that finished before ``before``."""
-    runs = lake.read("runs", columns=["run_id", "status", "finished_at"])
+def _expire_terminal_runs(lake: Lake, before: dt.datetime, dry_run: bool, *, only_user: str | None = None) -> int:
+    """Delete failed/cancelled runs (and their events) that finished before ``before``; with
+    ``only_user``, only the runs that user created."""
+    runs = lake.read("runs", columns=["run_id", "status", "finished_at", "created_by"])
     old = runs.filter(pl.col("status").is_in(["failed", "cancelled"]) & (pl.col("finished_at") < before))
+    if only_user is not None:
+        old = old.filter(pl.col("created_by") == only_user)
     ids = old["run_id"].to_list()
     if not ids or dry_run:
         return len(ids)

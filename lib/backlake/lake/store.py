@@ -14,13 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -36,6 +37,11 @@ __all__ = ["Lake", "is_marked"]
 
 T = TypeVar("T")
 
+#: rows to write: a polars frame or an Arrow table
+Rows: TypeAlias = pl.DataFrame | pa.Table
+#: what an append_checked ``build`` returns: rows (None: nothing), or rows and application transactions
+Built: TypeAlias = Rows | tuple[Rows | None, list[Transaction]] | None
+
 #: Table properties set at creation: a checkpoint every 10 commits keeps log replay short.
 TABLE_CONFIG = {"delta.checkpointInterval": "10"}
 
@@ -45,6 +51,15 @@ MAX_COMMIT_RETRIES = 100
 WRITE_ATTEMPTS = 8
 #: conditional appends re-read and retry on every concurrent commit, so they may take more turns
 CHECKED_WRITE_ATTEMPTS = 60
+
+
+class _StatusRow(TypedDict):
+    table: str
+    version: int | None
+    rows: int
+    files: int
+    last_commit: dt.datetime | None
+    age_seconds: float | None
 
 
 class Lake:
@@ -108,15 +123,13 @@ class Lake:
         try:
             dt_ = DeltaTable(uri, storage_options=self._opts)
         except TableNotFoundError:
-            try:
+            with contextlib.suppress(CommitFailedError, DeltaError):  # another writer created it first
                 DeltaTable.create(
                     uri, schema=SCHEMAS[table], mode="ignore", partition_by=PARTITIONS.get(table),
                     storage_options=self._opts, name=table, configuration=TABLE_CONFIG,
                     # a lost creation race must fail, not land a second CREATE commit
                     commit_properties=CommitProperties(max_commit_retries=0),
                 )
-            except (CommitFailedError, DeltaError):
-                pass  # another writer created it first
             dt_ = DeltaTable(uri, storage_options=self._opts)
         _add_missing_columns(table, dt_)
         self._tables[table] = dt_
@@ -227,7 +240,7 @@ class Lake:
         return _retry(write, f"append to {table}")
 
     def append_checked(
-        self, table: str, build: Callable[[DeltaTable], Any], what: str, *, strict: bool = True,
+        self, table: str, build: Callable[[DeltaTable], Built], what: str, *, strict: bool = True,
     ) -> int:
         """A conditional append: ``build(table)`` looks at the table at its latest version and
         returns the rows to add (None or empty: nothing to do), or ``(rows, transactions)``
@@ -252,7 +265,7 @@ class Lake:
             props = CommitProperties(max_commit_retries=0 if strict else MAX_COMMIT_RETRIES,
                                      app_transactions=txns or None)
             write_deltalake(dt_, data, mode="append", partition_by=PARTITIONS.get(table), commit_properties=props)
-            return data.num_rows
+            return int(data.num_rows)
 
         return _retry(write, what, attempts=CHECKED_WRITE_ATTEMPTS)
 
@@ -327,8 +340,8 @@ class Lake:
     # -- status ------------------------------------------------------------------------------
     def status(self) -> pl.DataFrame:
         """One row per table: version, rows, files, last commit time (UTC) and its age in seconds."""
-        now = dt.datetime.now(dt.timezone.utc)
-        rows = []
+        now = dt.datetime.now(dt.UTC)
+        rows: list[_StatusRow] = []
         for table in TABLES:
             if not self.exists(table):
                 rows.append({"table": table, "version": None, "rows": 0, "files": 0,
@@ -338,7 +351,7 @@ class Lake:
             adds = pa.table(dt_.get_add_actions(flatten=True))
             n_rows = int(pc.sum(adds["num_records"]).as_py() or 0) if adds.num_rows else 0
             hist = dt_.history(1)
-            ts = dt.datetime.fromtimestamp(hist[0]["timestamp"] / 1000, tz=dt.timezone.utc) if hist else None
+            ts = dt.datetime.fromtimestamp(hist[0]["timestamp"] / 1000, tz=dt.UTC) if hist else None
             rows.append({
                 "table": table, "version": dt_.version(), "rows": n_rows, "files": adds.num_rows,
                 "last_commit": ts, "age_seconds": (now - ts).total_seconds() if ts else None,
@@ -351,7 +364,7 @@ class Lake:
     def merge_checked(
         self, table: str, build: Callable[[DeltaTable], pl.DataFrame | pa.Table | None], predicate: str,
         what: str, *, update_when: str | None = None, insert: bool = True,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A conditional MERGE, serialisable like :meth:`append_checked`: ``build(table)`` looks
         at the table at its latest version and returns the source rows (None or empty: nothing
         to do); they are merged on ``predicate`` (aliases ``s`` source, ``t`` target) in one
@@ -360,7 +373,7 @@ class Lake:
         commit landed since that version, otherwise the table is re-read and ``build`` asked
         again. Returns delta-rs' merge metrics ({} when nothing was written)."""
 
-        def write() -> dict:
+        def write() -> dict[str, Any]:
             dt_ = self.ensure(table)
             rows = build(dt_)
             if rows is None:

@@ -36,8 +36,9 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import polars as pl
@@ -48,13 +49,20 @@ from backlake.config import BacktestConfig
 from backlake.engine.core import run_backtest
 from backlake.engine.result import BacktestResult
 from backlake.errors import ConfigError
+from backlake.metrics import denoise_std
 
-__all__ = ["check_args", "METHODS", "PATH_METRICS", "McSummary", "MonteCarloResult", "simulate_paths", "summarize", "monte_carlo"]
+__all__ = [
+    "check_args", "METHODS", "PATH_METRICS", "McSummary", "MonteCarloResult", "simulate_paths", "summarize",
+    "monte_carlo",
+]
 
 METHODS: tuple[str, ...] = ("trade_bootstrap", "return_shuffle", "block_bootstrap", "random_entry")
 PATH_METRICS: tuple[str, ...] = ("total_return", "max_drawdown", "sharpe")
 _CHUNK = 256  # paths simulated per vectorised batch (bounds memory)
 _US_PER_YEAR = 365.25 * 86_400 * 1_000_000
+
+# (rng, k) -> k rows of paths (equity, or equity shifts), one column per point
+_Draw: TypeAlias = Callable[[np.random.Generator, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -130,10 +138,14 @@ def summarize(paths: pl.DataFrame, *, confidence: float = 0.95, ruin_drawdown: f
             f"paths needs rows with columns {list(PATH_METRICS)} (missing {missing}): pass simulate_paths' frame"
         )
     q = ((1 - confidence) / 2, 0.5, (1 + confidence) / 2)
-    ci = {}
+    ci: dict[str, tuple[float | None, float | None, float | None]] = {}
     for name in PATH_METRICS:
         v = paths[name].cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
-        ci[name] = tuple(float(x) for x in np.quantile(v, q)) if v.size else (None, None, None)
+        if v.size:
+            low, median, high = (float(x) for x in np.quantile(v, q))
+            ci[name] = (low, median, high)
+        else:
+            ci[name] = (None, None, None)
     dd = paths["max_drawdown"].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy()
     return McSummary(ci, float(np.mean(dd <= -ruin_drawdown)), paths.height, confidence, ruin_drawdown)
 
@@ -171,7 +183,9 @@ def monte_carlo(
 # path generation (arrays in, arrays out)
 
 
-def _path_maker(base: BacktestResult, bars: pl.DataFrame | None, method: str, block_size: int):
+def _path_maker(
+    base: BacktestResult, bars: pl.DataFrame | None, method: str, block_size: int
+) -> tuple[_Draw, float]:
     """Check the base has what ``method`` needs; return (draw(rng, k) -> (k, n_points) equity
     paths, points per year for the Sharpe)."""
     cfg = base.config
@@ -218,10 +232,9 @@ def _path_stats(eq: np.ndarray, initial_cash: float, per_year: float) -> tuple[n
     r = eq[:, 1:] / eq[:, :-1] - 1.0
     if r.shape[1] < 2:
         return total, mdd, np.full(eq.shape[0], np.nan)
-    sd = r.std(axis=1, ddof=1)
-    noise = 1e-12 * np.abs(r).max(axis=1)
+    sd = denoise_std(r.std(axis=1, ddof=1), np.abs(r).max(axis=1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(sd > noise, r.mean(axis=1) / sd * math.sqrt(per_year), np.nan)
+        sharpe = np.where(sd > 0, r.mean(axis=1) / sd * math.sqrt(per_year), np.nan)
     return total, mdd, sharpe
 
 
@@ -237,7 +250,7 @@ def _trade_inputs(base: BacktestResult) -> tuple[np.ndarray, float]:
     return closed["return_pct"].to_numpy(), closed.height / years if years > 0 else float(closed.height)
 
 
-def _entry_shifts(base: BacktestResult, bars: pl.DataFrame | None):
+def _entry_shifts(base: BacktestResult, bars: pl.DataFrame | None) -> _Draw:
     """A function (rng, k) -> (k, n_bars) equity shifts from re-priced entries."""
     low, high, entry, signed_qty, entry_idx = _entry_inputs(base, bars)
     n_bars = base.equity.height
@@ -246,7 +259,7 @@ def _entry_shifts(base: BacktestResult, bars: pl.DataFrame | None):
         prices = _random_prices(low, high, k, rng)
         delta = signed_qty[None, :] * (prices - entry[None, :])  # extra cost of each new entry
         out = np.zeros((k, n_bars))
-        np.add.at(out, (slice(None), entry_idx), delta)
+        np.add.at(out, (slice(None), entry_idx), delta)  # type: ignore[arg-type]  # numpy's stub omits tuple indices
         return np.cumsum(out, axis=1)
 
     return shifts
@@ -254,10 +267,13 @@ def _entry_shifts(base: BacktestResult, bars: pl.DataFrame | None):
 
 def _random_prices(low: np.ndarray, high: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """(k, n_trades) entry prices uniform in each trade's entry bar [low, high]."""
-    return low[None, :] + rng.random((k, low.size)) * (high - low)[None, :]
+    prices: np.ndarray = low[None, :] + rng.random((k, low.size)) * (high - low)[None, :]
+    return prices
 
 
-def _entry_inputs(base: BacktestResult, bars: pl.DataFrame | None):
+def _entry_inputs(
+    base: BacktestResult, bars: pl.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per trade: entry bar low, high, entry price, signed qty, entry bar position."""
     if bars is None:
         raise ConfigError("random_entry needs the bars the base ran on (their low/high): pass bars")

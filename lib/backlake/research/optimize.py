@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -45,6 +45,11 @@ from backlake.research.overfitting import (
 )
 from backlake.research.sweep import expand_grid
 from backlake.strategies import get_strategy
+
+if TYPE_CHECKING:  # optuna itself is imported only when a study runs
+    from optuna.samplers import BaseSampler
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial, Trial, TrialState as OptunaTrialState
 
 __all__ = [
     "OBJECTIVES", "SAMPLERS", "OVERFIT_FLAG", "TrialRecord", "StudyResult", "optimize", "evaluate_trial",
@@ -206,7 +211,7 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed/pruned trials are counted, not logged
     records: list[TrialRecord] = []
     try:
-        study = optuna.create_study(direction="maximize", sampler=_sampler(optuna, plan.sampler, plan.dists, plan.seed))
+        study = optuna.create_study(direction="maximize", sampler=_sampler(plan.sampler, plan.dists, plan.seed))
         while len(records) < plan.n_trials:
             asked = [study.ask() for _ in range(min(batch_size, plan.n_trials - len(records)))]
             jobs = [(t.number, {name: _suggest(t, name, d) for name, d in plan.dists.items()}) for t in asked]
@@ -315,13 +320,18 @@ def evaluate_trial(
     )
 
 
+def _is_score(r: TrialRecord) -> float:
+    assert r.is_score is not None  # a complete trial has an in-sample score
+    return r.is_score
+
+
 def summarize_trials(
     records: Sequence[TrialRecord], *, objective: str, sampler: str, split: dt.datetime, pbo_blocks: int = 16
 ) -> StudyResult:
     """Aggregate trial records (from any number of workers) into a :class:`StudyResult`."""
     records = sorted(records, key=lambda r: r.number)
     done = [r for r in records if r.state == "complete"]
-    best = max(done, key=lambda r: r.is_score, default=None)  # max() keeps the first on ties
+    best = max(done, key=_is_score, default=None)  # max() keeps the first on ties
     pbo = dsr = None
     if len(done) >= 2:
         pbo = probability_of_backtest_overfitting(np.column_stack([r.is_returns for r in done]), pbo_blocks)
@@ -357,7 +367,9 @@ def check_objective(objective: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _split(cfg, bars, oos_fraction, oos_start) -> tuple[dt.datetime, int]:
+def _split(
+    cfg: BacktestConfig, bars: pl.DataFrame, oos_fraction: float | None, oos_start: dt.date | dt.datetime | None
+) -> tuple[dt.datetime, int]:
     """(first OOS timestamp, number of IS bars)."""
     if oos_fraction is not None and oos_start is not None:
         raise ConfigError(f"give oos_fraction ({oos_fraction}) or oos_start ({oos_start}), not both")
@@ -370,9 +382,9 @@ def _split(cfg, bars, oos_fraction, oos_start) -> tuple[dt.datetime, int]:
         k = n - round(n * frac)
     else:
         if isinstance(oos_start, dt.datetime):
-            cut = oos_start if oos_start.tzinfo else oos_start.replace(tzinfo=dt.timezone.utc)
+            cut = oos_start if oos_start.tzinfo else oos_start.replace(tzinfo=dt.UTC)
         elif isinstance(oos_start, dt.date):
-            cut = dt.datetime.combine(oos_start, dt.time(), dt.timezone.utc)
+            cut = dt.datetime.combine(oos_start, dt.time(), dt.UTC)
         else:
             raise ConfigError(f"oos_start={oos_start!r} must be a date or datetime, e.g. date(2020, 1, 1)")
         k = int((ts < cut).sum())
@@ -445,11 +457,15 @@ def _parse_range(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"int": is_int, "low": low, "high": high, "step": step, "log": log}
 
 
-def _sampler(optuna, name: str, dists: dict[str, Any], seed: int):
+def _sampler(name: str, dists: dict[str, Any], seed: int) -> BaseSampler:
+    import optuna  # already loaded by run_study, the one caller
+
     if name == "grid":
 
         class _Grid(optuna.samplers.GridSampler):
-            def after_trial(self, study, trial, state, values) -> None:
+            def after_trial(
+                self, study: Study, trial: FrozenTrial, state: OptunaTrialState, values: Sequence[float] | None
+            ) -> None:
                 # Optuna's grid sampler stops an optimize() loop once the grid is exhausted; the
                 # ask/tell loop here never asks for more trials than the grid holds.
                 pass
@@ -460,7 +476,7 @@ def _sampler(optuna, name: str, dists: dict[str, Any], seed: int):
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # batches: running trials count as bad
 
 
-def _suggest(trial, name: str, dist: Any) -> Any:
+def _suggest(trial: Trial, name: str, dist: Any) -> Any:
     if isinstance(dist, list):
         return trial.suggest_categorical(name, dist)
     if dist["int"]:

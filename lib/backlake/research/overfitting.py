@@ -26,6 +26,7 @@ from statistics import NormalDist
 import numpy as np
 
 from backlake.errors import ConfigError
+from backlake.metrics import denoise_std
 
 __all__ = [
     "PboResult", "probability_of_backtest_overfitting", "deflated_sharpe_ratio",
@@ -164,8 +165,8 @@ def per_period_sharpe(returns: np.ndarray) -> float | None:
     r = np.asarray(returns, dtype=np.float64)
     if r.size < 2:
         return None
-    sd = float(np.std(r, ddof=1))
-    if sd <= 1e-12 * float(np.max(np.abs(r))):  # zero, or rounding noise
+    sd = float(denoise_std(float(np.std(r, ddof=1)), float(np.max(np.abs(r)))))
+    if sd == 0:  # zero, or rounding noise
         return None
     return float(np.mean(r)) / sd
 
@@ -187,7 +188,8 @@ def _split_masks(n_blocks: int, limit: int, seed: int) -> np.ndarray:
     if math.comb(n_blocks, half) <= limit:
         combos = list(itertools.combinations(range(n_blocks), half))
     else:
-        rng, seen = np.random.default_rng(seed), set()
+        rng = np.random.default_rng(seed)
+        seen: set[tuple[int, ...]] = set()
         while len(seen) < limit:
             seen.add(tuple(sorted(rng.choice(n_blocks, half, replace=False).tolist())))
         combos = sorted(seen)
@@ -227,8 +229,10 @@ def _check_int(name: str, value: object, minimum: int, fix: str) -> None:
 
 
 def _check_number(name: str, value: object, minimum: float | None, fix: str) -> None:
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (minimum is None or value >= minimum)  # type: ignore[arg-type]
+    ok = (
+        isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+        and math.isfinite(value) and (minimum is None or value >= minimum)
+    )
     if not ok:
         bound = f" >= {minimum}" if minimum is not None else ""
         raise ConfigError(f"{name}={value!r} must be a finite number{bound}: {fix}")

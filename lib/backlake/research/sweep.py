@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import polars as pl
@@ -27,8 +27,9 @@ from pydantic import ValidationError
 
 from backlake._suggest import unknown_name_message
 from backlake.config import BacktestConfig
-from backlake.engine.core import _risk_inputs, prepare, sim_options
+from backlake.engine.core import Prepared, _risk_inputs, prepare, sim_options
 from backlake.engine.nb_sweep import SWEEP_METRICS, sweep_signals_nb, sweep_sma_nb
+from backlake.engine.records import MarketData, metrics_dt
 from backlake.errors import BacktestError, ConfigError
 from backlake.strategies import get_strategy
 from backlake.strategies.indicators import indicator_cache, sma
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 # of oversubscribing the cores; separate processes (Dask workers) are not affected.
 _KERNEL_LOCK = threading.Lock()
 
+# open, high, low, close, volume: float64 (n_bars, n_assets), as the kernels take them
+_OHLCV: TypeAlias = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 @dataclass
 class SweepReport:
@@ -51,7 +55,7 @@ class SweepReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # first few, with the reason
 
 
-def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple[list[dict], SweepReport]:
+def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple[list[dict[str, Any]], SweepReport]:
     """Cartesian product of ``grid`` (parameter -> values) over ``cfg.params``; combinations the
     strategy's parameter model rejects are skipped and counted."""
     model = get_strategy(cfg.strategy).params_model
@@ -67,8 +71,8 @@ def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple
         if not v:
             raise ConfigError(f"grid[{k!r}] is empty: list at least one value")
         values.append(v)
-    combos: list[dict] = []
-    skipped: list[dict] = []
+    combos: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     total = 0
     for combo in itertools.product(*values):
         total += 1
@@ -85,13 +89,15 @@ def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple
     return combos, report
 
 
-def validate_combinations(cfg: BacktestConfig, combos: Sequence[Mapping[str, Any]]) -> tuple[list[dict], SweepReport]:
+def validate_combinations(
+    cfg: BacktestConfig, combos: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], SweepReport]:
     """Validate explicit parameter combinations; invalid ones are skipped and counted."""
     model = get_strategy(cfg.strategy).params_model
     if not combos:
         raise ConfigError("no combinations given: pass at least one parameter dict")
-    valid: list[dict] = []
-    skipped: list[dict] = []
+    valid: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for c in combos:
         for k in c:
             if k not in model.model_fields:
@@ -108,6 +114,33 @@ def validate_combinations(cfg: BacktestConfig, combos: Sequence[Mapping[str, Any
     return valid, report
 
 
+@overload
+def sweep(
+    cfg: BacktestConfig,
+    grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]],
+    bars: pl.DataFrame,
+    *,
+    chunk_size: int = ...,
+    return_report: Literal[False] = ...,
+) -> pl.DataFrame: ...
+@overload
+def sweep(
+    cfg: BacktestConfig,
+    grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]],
+    bars: pl.DataFrame,
+    *,
+    chunk_size: int = ...,
+    return_report: Literal[True],
+) -> tuple[pl.DataFrame, SweepReport]: ...
+@overload
+def sweep(
+    cfg: BacktestConfig,
+    grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]],
+    bars: pl.DataFrame,
+    *,
+    chunk_size: int = ...,
+    return_report: bool,
+) -> pl.DataFrame | tuple[pl.DataFrame, SweepReport]: ...
 def sweep(
     cfg: BacktestConfig,
     grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Any]],
@@ -137,18 +170,21 @@ def sweep(
     d = prep.data
     t_us = prep.ts.dt.replace_time_zone(None).dt.cast_time_unit("us").to_physical().to_numpy()
     ppy = prep.periods_per_year
-    args = (d["open"], d["high"], d["low"], d["close"], d["volume"])
+    args: _OHLCV = (d["open"], d["high"], d["low"], d["close"], d["volume"])
     if cfg.strategy == "sma_crossover" and d["close"].shape[1] == 1:
         metrics = _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy)
     else:
         metrics = _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size)
     frame = pl.DataFrame({k: [c[k] for c in combos] for k in keys})
-    stats = pl.DataFrame({name: metrics[:, j] for j, name in enumerate(SWEEP_METRICS)}).fill_nan(None)
+    stats = pl.DataFrame({name: metrics[name] for name in SWEEP_METRICS}).fill_nan(None)
     out = pl.concat([frame, stats], how="horizontal")
     return (out, report) if return_report else out
 
 
-def _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy) -> np.ndarray:
+def _sweep_sma(
+    cfg: BacktestConfig, combos: Sequence[Mapping[str, Any]], prep: Prepared, args: _OHLCV,
+    sigma: np.ndarray, adv: np.ndarray, t_us: np.ndarray, ppy: float,
+) -> np.ndarray:
     windows = sorted({c["fast"] for c in combos} | {c["slow"] for c in combos})
     col = {w: i for i, w in enumerate(windows)}
     close = prep.data["close"][:, 0]
@@ -158,15 +194,21 @@ def _sweep_sma(cfg, combos, prep, args, sigma, adv, t_us, ppy) -> np.ndarray:
     fast_idx = np.array([col[c["fast"]] for c in combos], dtype=np.int64)
     slow_idx = np.array([col[c["slow"]] for c in combos], dtype=np.int64)
     opts = sim_options(cfg, ppy)
+    mkt = MarketData(*args, sigma, adv, prep.tradable)
     with _KERNEL_LOCK:
-        return sweep_sma_nb(*args, ma, fast_idx, slow_idx, sigma, adv, prep.tradable, opts, t_us, ppy)
+        metrics: np.ndarray = sweep_sma_nb(mkt, ma, fast_idx, slow_idx, opts, t_us, ppy)  # metrics_dt records
+    return metrics
 
 
-def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -> np.ndarray:
+def _sweep_generic(
+    cfg: BacktestConfig, combos: Sequence[Mapping[str, Any]], prep: Prepared, args: _OHLCV,
+    sigma: np.ndarray, adv: np.ndarray, t_us: np.ndarray, ppy: float, chunk_size: int,
+) -> np.ndarray:
     spec = get_strategy(cfg.strategy)
     d = prep.data
     n, m = d["close"].shape
-    out = np.empty((len(combos), len(SWEEP_METRICS)))
+    out = np.empty(len(combos), dtype=metrics_dt)
+    mkt = MarketData(*args, sigma, adv, prep.tradable)
     arrays = [d[k] for k in ("open", "high", "low", "close", "volume")]
     with indicator_cache(*arrays):
         for start in range(0, len(combos), max(1, chunk_size)):
@@ -175,8 +217,8 @@ def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -
             for c in chunk:
                 try:
                     sigs.append(spec.signal_fn(d, spec.params_model.model_validate(c)))
-                except Exception as e:
-                    raise BacktestError(f"strategy {cfg.strategy!r} failed with params {c}: {e}") from e
+                except Exception as exc:
+                    raise BacktestError(f"strategy {cfg.strategy!r} failed with params {c}: {exc}") from exc
             # combinations with different strategy holding limits run as separate batches
             by_hold: dict[int | None, list[int]] = {}
             for k, s in enumerate(sigs):
@@ -192,6 +234,6 @@ def _sweep_generic(cfg, combos, prep, args, sigma, adv, t_us, ppy, chunk_size) -
                     x = np.stack([np.asarray(sigs[k].exits, dtype=np.bool_) for k in idx])
                     w = np.full((1, n, m), np.nan)
                 with _KERNEL_LOCK:
-                    res = sweep_signals_nb(*args, e, x, w, use_w, sigma, adv, prep.tradable, opts, t_us, ppy)
+                    res = sweep_signals_nb(mkt, e, x, w, use_w, opts, t_us, ppy)
                 out[[start + k for k in idx]] = res
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -52,7 +53,7 @@ __all__ = [
 
 MODES = ("rolling", "anchored")
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$", re.IGNORECASE)
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 Size = int | str
 
@@ -157,9 +158,9 @@ def make_windows(
             "or all calendar spans (e.g. '1y')"
         )
     t = _as_us(ts)
-    if kinds == {True}:
-        tr, te, st = (_parse_span(n, v) for n, v in (("train", train), ("test", test), ("step", step)))
-        bounds = _calendar_bounds(t, tr, te, st, mode)
+    if isinstance(train, str) and isinstance(test, str) and isinstance(step, str):  # all calendar spans
+        tr_span, te_span, st_span = (_parse_span(n, v) for n, v in (("train", train), ("test", test), ("step", step)))
+        bounds = _calendar_bounds(t, tr_span, te_span, st_span, mode)
         sizes = f"train={train!r} + test={test!r}"
     else:
         tr, te, st = _parse_bars("train", train, 2), _parse_bars("test", test, 1), _parse_bars("step", step, 1)
@@ -172,7 +173,7 @@ def make_windows(
         raise ConfigError(
             f"{sizes} is longer than the data ({t.size} bars, {span}): shorten train/test or use more data"
         )
-    for (_, _, prev_stop), (_, start, _) in zip(bounds, bounds[1:]):
+    for (_, _, prev_stop), (_, start, _) in itertools.pairwise(bounds):
         if start < prev_stop:
             raise ConfigError(f"step={step!r} is shorter than test={test!r}: test windows would overlap")
     return [
@@ -286,7 +287,9 @@ def walk_forward(
 # window arithmetic
 
 
-def _slice(cfg: BacktestConfig, bars: pl.DataFrame, first: dt.datetime, last: dt.datetime):
+def _slice(
+    cfg: BacktestConfig, bars: pl.DataFrame, first: dt.datetime, last: dt.datetime
+) -> tuple[BacktestConfig, pl.DataFrame]:
     """cfg with start/end on the window's dates, and the bars inside [first, last] exactly
     (dates alone would leak the rest of an intraday day)."""
     sub = cfg.model_copy(update={"start": first.date(), "end": last.date()})
@@ -295,7 +298,8 @@ def _slice(cfg: BacktestConfig, bars: pl.DataFrame, first: dt.datetime, last: dt
 
 def _bar_bounds(n: int, train: int, test: int, step: int, mode: str) -> list[tuple[int, int, int]]:
     """(train start, test start, test stop) bar positions of each complete window."""
-    out, k = [], 0
+    out: list[tuple[int, int, int]] = []
+    k = 0
     while True:
         a = 0 if mode == "anchored" else k * step
         b = k * step + train
@@ -306,14 +310,17 @@ def _bar_bounds(n: int, train: int, test: int, step: int, mode: str) -> list[tup
         k += 1
 
 
-def _calendar_bounds(t: np.ndarray, train, test, step, mode: str) -> list[tuple[int, int, int]]:
+def _calendar_bounds(
+    t: np.ndarray, train: tuple[int, int], test: tuple[int, int], step: tuple[int, int], mode: str
+) -> list[tuple[int, int, int]]:
     """Like _bar_bounds, for (months, days) spans measured from the first bar."""
     if t.size < 2:
         return []
     anchor = _dt(t[0])
     slack = int(np.diff(t).max())  # the largest gap between bars, in microseconds
     last = int(t[-1])
-    out, k = [], 0
+    out: list[tuple[int, int, int]] = []
+    k = 0
     while True:
         offset = (k * step[0], k * step[1])
         a_ts = anchor if mode == "anchored" else _shift(anchor, offset)
@@ -358,7 +365,8 @@ def _shift(anchor: dt.datetime, offset: tuple[int, int]) -> dt.datetime:
 def _as_us(ts: Iterable[Any]) -> np.ndarray:
     """Timestamps as int64 microseconds since the epoch (UTC), checked sorted and unique."""
     if isinstance(ts, pl.Series):
-        if ts.dtype == pl.Datetime and ts.dtype.time_zone:  # type: ignore[union-attr]
+        dtype = ts.dtype
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone:
             ts = ts.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         arr = ts.to_numpy()
     else:

@@ -16,6 +16,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -24,8 +25,8 @@ from backlake.engine import BacktestResult, run_backtest
 from backlake.errors import BacklakeError
 from backlake.lake.store import Lake
 from backlake.runs.commit import RunRecord, commit, completed_runs
-from backlake.runs.events import Attempt, claim
 from backlake.runs.data import fingerprint, load_bars
+from backlake.runs.events import Attempt, claim
 from backlake.runs.ids import run_id
 
 __all__ = ["PlannedRun", "RunOutcome", "plan_runs", "execute_run", "commit_outcomes", "backtest_request",
@@ -33,10 +34,10 @@ __all__ = ["PlannedRun", "RunOutcome", "plan_runs", "execute_run", "commit_outco
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
-def backtest_request(cfg: BacktestConfig) -> dict:
+def backtest_request(cfg: BacktestConfig) -> dict[str, Any]:
     """What identifies a backtest besides its data: the config."""
     return {"config": cfg.model_dump(mode="json")}
 
@@ -79,7 +80,7 @@ class RunOutcome:
         )
 
 
-_BARS_CACHE: dict[tuple, pl.DataFrame] = {}
+_BARS_CACHE: dict[tuple[str, tuple[str, ...], str | None, str, int], pl.DataFrame] = {}
 _BARS_LOCK = threading.Lock()
 _BARS_CACHE_SIZE = 8
 

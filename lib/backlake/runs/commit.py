@@ -41,7 +41,7 @@ MAX_TRIAL_BATCHES = 8
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass

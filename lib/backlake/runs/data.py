@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from backlake.config import BacktestConfig
-from backlake.data.schema import ENGINE_COLUMNS
+from backlake.data.schema import ENGINE_COLUMNS, date_filter
 from backlake.lake.store import Lake
 
 __all__ = ["Pinned", "load_bars", "fingerprint", "used_rows", "pin"]
@@ -54,14 +53,12 @@ def _symbols(cfg: BacktestConfig) -> list[str]:
 
 def used_rows(cfg: BacktestConfig, bars: pl.DataFrame) -> pl.DataFrame:
     """The rows of ``bars`` a run of ``cfg`` can read, sorted by symbol and ts."""
-    utc = dt.timezone.utc
-    until = (pl.col("ts") < dt.datetime.combine(cfg.end + dt.timedelta(days=1), dt.time(), utc)
-             if cfg.end else pl.lit(True))
-    since = pl.col("ts") >= dt.datetime.combine(cfg.start, dt.time(), utc) if cfg.start else pl.lit(True)
+    within = date_filter(cfg.start, cfg.end)
+    until = date_filter(None, cfg.end)
     universe = pl.col("symbol").is_in(cfg.symbols)
     bench = pl.col("symbol") == cfg.benchmark if cfg.benchmark else pl.lit(False)
     frame = bars.filter(pl.col("timeframe") == cfg.timeframe) if "timeframe" in bars.columns else bars
-    return frame.filter((universe & since & until) | (bench & until)).unique(
+    return frame.filter((universe & within) | (bench & until)).unique(
         subset=["symbol", "ts"], keep="first", maintain_order=True).sort("symbol", "ts")
 
 

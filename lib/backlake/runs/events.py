@@ -32,6 +32,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable, Transaction
@@ -49,7 +50,7 @@ IsAlive = Callable[[str], "bool | None"]
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class End:
 @dataclass
 class Claimed:
     """What :func:`claim` did: run_id -> generation started; run_id -> attempt id of the live
-    attempt that holds it; run_ids taken over from attempts that were gone; run_ids already completed (not started again)."""
+    attempt that holds it; run_ids taken over from attempts that were gone; run_ids already
+    completed (not started again)."""
 
     claimed: dict[str, int] = field(default_factory=dict)
     busy: dict[str, str] = field(default_factory=dict)
@@ -117,7 +119,7 @@ def holders(lake: Lake, run_ids: Sequence[str], table: DeltaTable | None = None)
             .select("run_id", "attempt", "host", "pid", "ts", "message").collect())
 
 
-def _gone(holder: dict | None, stale_after: dt.timedelta, is_alive: IsAlive | None, now: dt.datetime) -> bool:
+def _gone(holder: dict[str, Any] | None, stale_after: dt.timedelta, is_alive: IsAlive | None, now: dt.datetime) -> bool:
     """Whether the attempt holding a claim has stopped (see the module docstring)."""
     if holder is None:
         return True
@@ -146,7 +148,7 @@ def claim(
     if not wanted:
         return out
 
-    def build(table: DeltaTable):
+    def build(table: DeltaTable) -> tuple[pl.DataFrame | None, list[Transaction]]:
         out.claimed, out.busy, out.taken_over, out.done = {}, {}, [], []
         now = _now()
         gens = {r: _gens(table, r) for r in wanted}
@@ -191,7 +193,7 @@ def finish(lake: Lake, ends: Sequence[End], attempt: Attempt) -> list[str]:
     if not ends:
         return done
 
-    def build(table: DeltaTable):
+    def build(table: DeltaTable) -> tuple[pl.DataFrame, list[Transaction]] | None:
         now = _now()
         todo = [e for e in ends if (table.transaction_version("end:" + e.run_id) or 0) < e.generation]
         done[:] = [e.run_id for e in todo]

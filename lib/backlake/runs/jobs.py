@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -24,10 +24,9 @@ from backlake.engine import BacktestResult, run_backtest
 from backlake.engine.core import prepare
 from backlake.errors import ConfigError
 from backlake.lake.store import Lake
-from backlake.research import monte_carlo as mc
-from backlake.research import optimize as opt
-from backlake.research import walk_forward as wf
+from backlake.research import monte_carlo as mc, optimize as opt, walk_forward as wf
 from backlake.research.sweep import expand_grid
+from backlake.runs.checks import check_configs
 from backlake.runs.commit import RunRecord, completed_runs
 from backlake.runs.data import pin
 from backlake.runs.ids import run_id
@@ -59,7 +58,9 @@ class Job:
 
 
 def plan_job(lake: Lake, kind: str, cfg: BacktestConfig, request: dict[str, Any]) -> Job:
-    """Pin the bars ``cfg`` reads and name the run from (kind, config + request, fingerprint)."""
+    """Check ``cfg`` against the lake, pin the bars it reads and name the run from (kind,
+    config + request, fingerprint)."""
+    check_configs(lake, [cfg])
     pinned = pin(lake, cfg)
     rid = run_id(kind, {"config": cfg.model_dump(mode="json"), **request}, pinned.fingerprint)
     done = rid in completed_runs(lake, [rid])
@@ -115,7 +116,7 @@ def study_metrics(study: opt.StudyResult) -> dict[str, float | None]:
 # -- walk-forward ------------------------------------------------------------------------------
 def plan_walk_forward(
     lake: Lake, cfg: BacktestConfig, grid: dict[str, list[Any]], *, train: int | str, test: int | str,
-    step: int | str | None = None, mode: str = "rolling", objective: str = "sharpe",
+    step: int | str | None = None, mode: Literal["rolling", "anchored"] = "rolling", objective: str = "sharpe",
 ) -> Job:
     """Check the grid, objective and windows, and pin the data; ``plan`` is the windows."""
     opt.check_objective(objective)
@@ -154,7 +155,8 @@ def monte_carlo_record(job: Job, base: BacktestResult, paths: pl.DataFrame, star
     """The base backtest with the paths' confidence intervals and probability of ruin."""
     r = job.request
     summ = mc.summarize(paths, confidence=r["confidence"], ruin_drawdown=r["ruin_drawdown"])
-    ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items() for q, v in (("low", lo), ("median", med), ("high", hi))}
+    ci = {f"{m}_{q}": v for m, (lo, med, hi) in summ.ci.items()
+          for q, v in (("low", lo), ("median", med), ("high", hi))}
     trials = paths.with_row_index("trial").select(
         pl.col("trial").cast(pl.Int64),
         pl.format('{{"seed": {}, "path": {}}}', "seed", "path").alias("params"),

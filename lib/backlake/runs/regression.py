@@ -19,14 +19,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError, ConfigError
+from backlake.lake.store import Lake
 from backlake.runs.backtest import PlannedRun, execute_run
 from backlake.runs.data import fingerprint, load_bars
-from backlake.lake.store import Lake
 
 __all__ = ["Golden", "load_goldens", "replay", "regress", "failures", "format_drift", "RegressionError"]
 
@@ -42,7 +43,7 @@ class Golden:
     default_tolerance: float = 1e-9
 
 
-def load_goldens(source: str | Path | list[dict]) -> list[Golden]:
+def load_goldens(source: str | Path | list[dict[str, Any]]) -> list[Golden]:
     """Goldens from a JSON file path or a list of dicts; clear errors for bad entries."""
     if isinstance(source, (str, Path)):
         p = Path(source)
@@ -60,7 +61,9 @@ def load_goldens(source: str | Path | list[dict]) -> list[Golden]:
             raise ConfigError(f"goldens[{i}] needs a run_id, got {g!r}")
         unknown = set(g) - {"run_id", "tolerances", "default_tolerance"}
         if unknown:
-            raise ConfigError(f"goldens[{i}] has unknown key(s) {sorted(unknown)}: use run_id, tolerances, default_tolerance")
+            raise ConfigError(
+                f"goldens[{i}] has unknown key(s) {sorted(unknown)}: use run_id, tolerances, default_tolerance"
+            )
         tol = g.get("tolerances", {})
         if any(not isinstance(v, (int, float)) or v < 0 for v in tol.values()):
             raise ConfigError(f"goldens[{i}].tolerances must map metric -> non-negative number, got {tol!r}")
@@ -73,7 +76,10 @@ def replay(lake: Lake, run_id: str) -> tuple[dict[str, float | None], dict[str, 
     """(stored, replayed) full-segment metrics of a completed run, replayed at its pinned data."""
     runs = lake.read("runs", where={"run_id": run_id, "status": "completed"})
     if runs.is_empty():
-        raise ConfigError(f"run {run_id!r} is not a completed run in the lake; pick one from `backlake sql \"SELECT run_id FROM runs\"`")
+        raise ConfigError(
+            f"run {run_id!r} is not a completed run in the lake; "
+            "pick one from `backlake sql \"SELECT run_id FROM runs\"`"
+        )
     row = runs.row(0, named=True)
     if row["kind"] != "backtest":
         raise ConfigError(f"run {run_id} is a {row['kind']} run: goldens are single backtests")

@@ -34,6 +34,7 @@ from backlake.config import BacktestConfig
 from backlake.errors import ConfigError
 from backlake.lake.store import Lake
 from backlake.research.sweep import SWEEP_METRICS, SweepReport, expand_grid, sweep
+from backlake.runs.checks import check_configs
 from backlake.runs.commit import MAX_TRIAL_BATCHES, RunRecord, commit, completed_runs
 from backlake.runs.data import pin
 from backlake.runs.events import Attempt
@@ -49,8 +50,8 @@ SWEEP_OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "cagr")  # hi
 class SweepPlan:
     run_id: str
     config: BacktestConfig
-    grid: dict[str, list]
-    combos: list[dict]
+    grid: dict[str, list[Any]]
+    combos: list[dict[str, Any]]
     chunks: list[list[int]]  # indices into combos
     data_versions: dict[str, int]
     objective: str
@@ -70,15 +71,16 @@ def plan_sweep(
         raise ConfigError(unknown_name_message("objective", objective, SWEEP_OBJECTIVES))
     if chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be at least 1")
-    grid = {k: list(v) for k, v in grid.items()}
-    combos, report = expand_grid(cfg, grid)  # ConfigError when nothing is valid
+    lists = {k: list(v) for k, v in grid.items()}
+    combos, report = expand_grid(cfg, lists)  # ConfigError when nothing is valid
+    check_configs(lake, [cfg])  # symbols, timeframe, dates, benchmark against the lake
     pinned = pin(lake, cfg)
-    rid = run_id("sweep", {"config": cfg.model_dump(mode="json"), "grid": grid, "objective": objective},
+    rid = run_id("sweep", {"config": cfg.model_dump(mode="json"), "grid": lists, "objective": objective},
                  pinned.fingerprint)
     chunks = [list(range(i, min(i + chunk_size, len(combos)))) for i in range(0, len(combos), chunk_size)]
     done = rid in completed_runs(lake, [rid])
-    return SweepPlan(rid, cfg, grid, combos, chunks, pinned.versions, objective, report, pinned.fingerprint,
-                     pinned.bars, done, list(grid))
+    return SweepPlan(rid, cfg, lists, combos, chunks, pinned.versions, objective, report, pinned.fingerprint,
+                     pinned.bars, done, list(lists))
 
 
 def batches(n_chunks: int, max_batches: int = MAX_TRIAL_BATCHES) -> list[list[int]]:
@@ -119,7 +121,7 @@ def commit_trial_batch(lake: Lake, plan: SweepPlan, batch: int, frames: Sequence
     return lake.append_once("trials", trials_rows(plan, frames), f"trials:{plan.run_id}:{batch}")
 
 
-def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict:
+def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict[str, Any]:
     df = pl.concat(frames, how="vertical_relaxed").filter(pl.col(plan.objective).is_not_null())
     if df.is_empty():
         return {}
@@ -129,7 +131,7 @@ def best_trial(plan: SweepPlan, frames: Sequence[pl.DataFrame]) -> dict:
 def finish_sweep(
     lake: Lake, plan: SweepPlan, frames: Sequence[pl.DataFrame], started_at: dt.datetime, *, attempt: Attempt,
     generation: int, user: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The parent ``runs`` row (last) and the completed event; returns the summary."""
     best = best_trial(plan, frames)
     best_params = {k: best[k] for k in plan.keys} if best else {}
@@ -143,7 +145,7 @@ def finish_sweep(
     return summary(plan, best)
 
 
-def summary(plan: SweepPlan, best: dict) -> dict:
+def summary(plan: SweepPlan, best: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": plan.run_id, "n_combinations": plan.report.n_combinations, "n_valid": plan.report.n_valid,
         "n_skipped": plan.report.n_skipped, "objective": plan.objective,
@@ -152,7 +154,7 @@ def summary(plan: SweepPlan, best: dict) -> dict:
     }
 
 
-def stored_summary(lake: Lake, plan: SweepPlan) -> dict:
+def stored_summary(lake: Lake, plan: SweepPlan) -> dict[str, Any]:
     """The summary of a sweep already completed in the lake (from its trials)."""
     trials = lake.read("trials", where={"parent_id": plan.run_id})
     if trials.is_empty():

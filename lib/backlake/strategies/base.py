@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import ClassVar, TypeAlias, TypedDict, TypeVar, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
 
+from backlake._model import StrictModel
 from backlake._suggest import unknown_name_message
 from backlake.errors import ConfigError
 
 __all__ = [
-    "StrategyParams", "Signals", "StrategySpec", "BarData", "register", "get_strategy", "list_strategies",
+    "StrategyParams", "Signals", "StrategySpec", "BarData", "StrategyFn", "register", "get_strategy", "list_strategies",
 ]
 
 
@@ -44,19 +44,10 @@ class BarData(TypedDict):
     timeframe: str
 
 
-class StrategyParams(BaseModel):
+class StrategyParams(StrictModel):
     """Base of every strategy's parameter model: frozen, unknown keys rejected with a hint."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown(cls, data: object) -> object:
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.model_fields:
-                    raise ValueError(unknown_name_message("parameter", str(key), cls.model_fields))
-        return data
+    _what: ClassVar[str] = "parameter"
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,13 @@ class Signals:
             raise ValueError("Signals needs both entries and exits")
 
 
-SignalFn = Callable[[BarData, StrategyParams], Signals]
+P = TypeVar("P", bound=StrategyParams)
+
+SignalFn: TypeAlias = Callable[[BarData, StrategyParams], Signals]
+"""A signal function as the registry holds it: called with an instance of its spec's params_model."""
+
+StrategyFn: TypeAlias = Callable[[BarData, P], Signals]
+"""A signal function for parameter model ``P``: ``StrategyFn[SmaCrossoverParams]``."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +88,29 @@ class StrategySpec:
     signal_fn: SignalFn
     doc: str
     intraday_only: bool = False
+    rule: str = ""  # the trading rule in one line (``backlake strategies``, the dashboard)
 
 
 _REGISTRY: dict[str, StrategySpec] = {}
 
 
 def register(
-    name: str, params_model: type[StrategyParams], *, intraday_only: bool = False
-) -> Callable[[SignalFn], SignalFn]:
-    """Register ``fn`` as strategy ``name`` with its parameter model."""
+    name: str, params_model: type[P], *, rule: str = "", intraday_only: bool = False
+) -> Callable[[StrategyFn[P]], StrategyFn[P]]:
+    """Register ``fn`` as strategy ``name`` with its parameter model and its trading ``rule``
+    in one line (the docstring holds the exact definition).
 
-    def deco(fn: SignalFn) -> SignalFn:
+    Typed: the decorated function must accept ``params_model`` (or a base of it) as its
+    parameters, and is returned unchanged, with its own signature."""
+
+    def deco(fn: StrategyFn[P]) -> StrategyFn[P]:
         if name in _REGISTRY:
             raise ValueError(f"strategy {name!r} is registered twice")
-        _REGISTRY[name] = StrategySpec(name, params_model, fn, (fn.__doc__ or "").strip(), intraday_only)
+        # The registry erases P: a spec's signal_fn is only ever called with params validated
+        # by the same spec's params_model (spec.params_model.model_validate(...)), i.e. a P.
+        signal_fn = cast(SignalFn, fn)
+        _REGISTRY[name] = StrategySpec(name, params_model, signal_fn, (fn.__doc__ or "").strip(), intraday_only,
+                                       rule)
         return fn
 
     return deco

@@ -17,7 +17,11 @@ class BollingerBandsParams(StrategyParams):
     )
 
 
-@register("bollinger_bands", BollingerBandsParams)
+@register(
+    "bollinger_bands", BollingerBandsParams,
+    rule=("long when the close crosses below the lower band (SMA - num_std x std), out when it crosses above"
+          " the middle band"),
+)
 def bollinger_bands(data: BarData, params: BollingerBandsParams) -> Signals:
     """Middle band = SMA(close, ``window``); lower band = middle - ``num_std`` x the population
     std (ddof=0) of the same ``window`` closes. Entry on the bar where the CLOSE crosses below

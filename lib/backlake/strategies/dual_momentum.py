@@ -24,7 +24,11 @@ class DualMomentumParams(StrategyParams):
     )
 
 
-@register("dual_momentum", DualMomentumParams)
+@register(
+    "dual_momentum", DualMomentumParams,
+    rule=("every rebalance_every bars, equal weight in the top_k assets by lookback return above min_return,"
+          " the rest in cash"),
+)
 def dual_momentum(data: BarData, params: DualMomentumParams) -> Signals:
     """Target weights. On bar N with N % ``rebalance_every`` == 0 and N >= ``lookback``, rank
     the assets by trailing return close[N] / close[N - lookback] - 1 (ties by column order,

@@ -16,7 +16,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 from numba import njit
@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 __all__ = [
     "sma", "ema", "wilder_ma", "wilder_rsi", "true_range", "atr", "rolling_max", "rolling_min",
     "rolling_std", "rolling_percentile_rank", "pct_change", "crosses_above", "crosses_below",
-    "indicator_cache",
+    "flips_above", "flips_below", "crosses_above_at", "flips_above_at", "indicator_cache",
 ]
 
 # Rolling reductions materialise (rows x assets x window) values; work in chunks of this many.
@@ -36,14 +36,15 @@ F = TypeVar("F", bound=Callable[..., np.ndarray])
 
 # Sweeps compute each indicator once per distinct window: inside ``indicator_cache(inputs)``,
 # calls on the registered input arrays (the bars) are memoised by (function, arrays, args).
-_CACHE: ContextVar[tuple[dict, frozenset[int]] | None] = ContextVar("indicator_cache", default=None)
+_Store: TypeAlias = dict[tuple[Any, ...], np.ndarray]  # (function, arrays, args) -> result
+_CACHE: ContextVar[tuple[_Store, frozenset[int]] | None] = ContextVar("indicator_cache", default=None)
 
 
 @contextlib.contextmanager
-def indicator_cache(*inputs: np.ndarray) -> Iterator[dict]:
+def indicator_cache(*inputs: np.ndarray) -> Iterator[_Store]:
     """Memoise indicator calls whose array arguments are among ``inputs`` (kept alive by the
     caller, so their ids stay unique) for the duration of the block."""
-    store: dict = {}
+    store: _Store = {}
     token = _CACHE.set((store, frozenset(id(a) for a in inputs)))
     try:
         yield store
@@ -184,7 +185,7 @@ def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarr
     lo, _ = _2d(low)
     pc = _prev(_2d(close)[0])
     gap = np.fmax(np.abs(h - pc), np.abs(lo - pc))  # NaN only where prev close is NaN
-    tr = np.fmax(h - lo, np.where(np.isnan(h - lo), np.nan, gap))
+    tr: np.ndarray = np.fmax(h - lo, np.where(np.isnan(h - lo), np.nan, gap))
     return tr[:, 0] if flat else tr
 
 
@@ -195,7 +196,9 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     return wilder_ma(true_range(high, low, close), window)
 
 
-def _rolling_reduce(x: np.ndarray, window: int, reduce, exclude_current: bool = False) -> np.ndarray:
+def _rolling_reduce(
+    x: np.ndarray, window: int, reduce: Callable[..., np.ndarray], exclude_current: bool = False
+) -> np.ndarray:
     """``reduce(windows, axis=-1)`` over the last ``window`` values, in memory-bounded chunks.
     With ``exclude_current`` the window is the ``window`` bars before this one."""
     _check_window("window", window)
@@ -258,19 +261,77 @@ def pct_change(x: np.ndarray, n: int = 1) -> np.ndarray:
     return out[:, 0] if flat else out
 
 
+# -- crossings ------------------------------------------------------------------------------------
+# The one definition of a cross, in its two meanings: each strategy keeps the one it documents,
+# and the compiled SMA sweep (engine/nb_sweep.py) calls the same per-bar predicates.
+#
+# - ``crosses_above(a, b)``: ``a > b`` starts to hold at bar t: ``a[t-1] <= b[t-1]`` and
+#   ``a[t] > b[t]``; a bar exactly at ``b`` counts as not above, so leaving it upwards is a cross
+#   (a line against a level or a band: RSI, Bollinger, MACD);
+# - ``flips_above(a, b)``: the order of the two flips from strictly below to strictly above:
+#   ``a[t-1] < b[t-1]`` and ``a[t] > b[t]``; a bar where they are equal hides the cross (as
+#   backtesting.py's ``crossover``: the SMA crossover).
+#
+# ``*_below(a, b)`` is ``*_above`` with ``a`` and ``b`` swapped. A NaN on either bar gives False;
+# bar 0 is never a cross.
+
+
+@njit(cache=True)
+def crosses_above_at(a_prev: float, b_prev: float, a: float, b: float) -> bool:
+    """At one bar: ``a > b`` starts to hold (``a_prev <= b_prev`` and ``a > b``)."""
+    return (a_prev <= b_prev) and (a > b)
+
+
+@njit(cache=True)
+def flips_above_at(a_prev: float, b_prev: float, a: float, b: float) -> bool:
+    """At one bar: ``a`` goes from strictly below ``b`` to strictly above (``a_prev < b_prev``
+    and ``a > b``)."""
+    return (a_prev < b_prev) and (a > b)
+
+
+@njit(cache=True)
+def _crossings_nb(a: np.ndarray, b: np.ndarray, flips: bool) -> np.ndarray:
+    n, m = a.shape
+    out = np.zeros((n, m), dtype=np.bool_)
+    for j in range(m):
+        for i in range(1, n):
+            if flips:
+                out[i, j] = flips_above_at(a[i - 1, j], b[i - 1, j], a[i, j], b[i, j])
+            else:
+                out[i, j] = crosses_above_at(a[i - 1, j], b[i - 1, j], a[i, j], b[i, j])
+    return out
+
+
+def _crossings(a: np.ndarray, b: np.ndarray | float, *, flips: bool, below: bool) -> np.ndarray:
+    x = np.asarray(a, dtype=np.float64)
+    y = np.broadcast_to(np.asarray(b, dtype=np.float64), x.shape)
+    if below:
+        x, y = y, x
+    flat = x.ndim == 1
+    out: np.ndarray = _crossings_nb(x[:, None] if flat else x, y[:, None] if flat else y, flips)
+    return out[:, 0] if flat else out
+
+
 def crosses_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """True on the bars where ``a > b`` starts to hold: ``a[t] > b[t]`` and
     ``a[t-1] <= b[t-1]``. ``b`` is an array of ``a``'s shape or a number. NaN gives False."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    with np.errstate(invalid="ignore"):
-        return (_prev(a) <= _prev(b)) & (a > b)
+    return _crossings(a, b, flips=False, below=False)
 
 
 def crosses_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """True on the bars where ``a < b`` starts to hold: ``a[t] < b[t]`` and
     ``a[t-1] >= b[t-1]``. ``b`` is an array of ``a``'s shape or a number. NaN gives False."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    with np.errstate(invalid="ignore"):
-        return (_prev(a) >= _prev(b)) & (a < b)
+    return _crossings(a, b, flips=False, below=True)
+
+
+def flips_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True on the bars where ``a`` goes from strictly below ``b`` to strictly above:
+    ``a[t-1] < b[t-1]`` and ``a[t] > b[t]`` (a bar where they are equal is no cross). ``b`` is
+    an array of ``a``'s shape or a number. NaN gives False."""
+    return _crossings(a, b, flips=True, below=False)
+
+
+def flips_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True on the bars where ``a`` goes from strictly above ``b`` to strictly below:
+    ``a[t-1] > b[t-1]`` and ``a[t] < b[t]``. As :func:`flips_above` otherwise."""
+    return _crossings(a, b, flips=True, below=True)

@@ -16,7 +16,7 @@ class MacdCrossoverParams(StrategyParams):
     signal: int = Field(default=9, ge=1, description="EMA window of the MACD line (the signal line), in bars.")
 
     @model_validator(mode="after")
-    def _fast_below_slow(self) -> "MacdCrossoverParams":
+    def _fast_below_slow(self) -> MacdCrossoverParams:
         if self.fast >= self.slow:
             raise ValueError(
                 f"fast={self.fast} must be smaller than slow={self.slow}: lower fast or raise slow "
@@ -25,7 +25,10 @@ class MacdCrossoverParams(StrategyParams):
         return self
 
 
-@register("macd_crossover", MacdCrossoverParams)
+@register(
+    "macd_crossover", MacdCrossoverParams,
+    rule="long when MACD (EMA fast - EMA slow) crosses above its signal EMA, out when it crosses below",
+)
 def macd_crossover(data: BarData, params: MacdCrossoverParams) -> Signals:
     """MACD = EMA(close, ``fast``) - EMA(close, ``slow``); signal line = EMA(MACD, ``signal``).
     Each EMA uses alpha = 2 / (window + 1) and is seeded with the SMA of its first ``window``

@@ -20,7 +20,11 @@ class MomentumBreakoutParams(StrategyParams):
     )
 
 
-@register("momentum_breakout", MomentumBreakoutParams)
+@register(
+    "momentum_breakout", MomentumBreakoutParams,
+    rule=("long when the close beats the highest high of the last window bars, out below the lowest low of"
+          " exit_window bars"),
+)
 def momentum_breakout(data: BarData, params: MomentumBreakoutParams) -> Signals:
     """Entry on every bar whose close is above the highest high of the previous ``window``
     bars (bars N-window..N-1; the current bar is excluded, else a close could never beat

@@ -14,7 +14,8 @@ class OpeningRangeBreakoutParams(StrategyParams):
     range_bars: int = Field(
         default=6, ge=1, description="Bars at the start of each session that form the opening range, in bars.",
     )
-    hold_bars: int = Field(default=12, ge=1, description="Bars a position is held before the engine closes it, in bars.")
+    hold_bars: int = Field(default=12, ge=1,
+                           description="Bars a position is held before the engine closes it, in bars.")
 
 
 def session_positions(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,7 +30,11 @@ def session_positions(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return session, starts, np.arange(day.shape[0]) - starts[session]
 
 
-@register("opening_range_breakout", OpeningRangeBreakoutParams, intraday_only=True)
+@register(
+    "opening_range_breakout", OpeningRangeBreakoutParams, intraday_only=True,
+    rule=("long once a session when the close breaks above the high of its first range_bars bars, out after"
+          " hold_bars bars"),
+)
 def opening_range_breakout(data: BarData, params: OpeningRangeBreakoutParams) -> Signals:
     """Sessions are the UTC calendar days of ``ts``. The opening range of a session is the
     highest high of its first ``range_bars`` bars. Entry on the first later bar of the same

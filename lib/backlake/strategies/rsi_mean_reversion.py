@@ -26,7 +26,7 @@ class RsiMeanReversionParams(StrategyParams):
     )
 
     @model_validator(mode="after")
-    def _oversold_below_exit(self) -> "RsiMeanReversionParams":
+    def _oversold_below_exit(self) -> RsiMeanReversionParams:
         if self.oversold >= self.exit_level:
             raise ValueError(
                 f"oversold={self.oversold:g} must be below exit_level={self.exit_level:g}: "
@@ -41,7 +41,10 @@ def rsi_events(close: np.ndarray, params: RsiMeanReversionParams) -> tuple[np.nd
     return crosses_below(rsi, params.oversold), crosses_above(rsi, params.exit_level)
 
 
-@register("rsi_mean_reversion", RsiMeanReversionParams)
+@register(
+    "rsi_mean_reversion", RsiMeanReversionParams,
+    rule="long when RSI(window) crosses below oversold, out when it crosses above exit_level or after max_hold_bars",
+)
 def rsi_mean_reversion(data: BarData, params: RsiMeanReversionParams) -> Signals:
     """Wilder RSI(``window``) of the close. Entry on the bar where the RSI crosses below
     ``oversold`` (RSI[N] < oversold and RSI[N-1] >= oversold), so one entry per downward

@@ -23,7 +23,7 @@ class RsiVolFilterParams(RsiMeanReversionParams):
     )
 
     @model_validator(mode="after")
-    def _filter_can_pass(self) -> "RsiVolFilterParams":
+    def _filter_can_pass(self) -> RsiVolFilterParams:
         lowest = 1.0 / self.lookback
         if self.max_atr_percentile < lowest:
             raise ValueError(
@@ -34,7 +34,11 @@ class RsiVolFilterParams(RsiMeanReversionParams):
         return self
 
 
-@register("rsi_vol_filter", RsiVolFilterParams)
+@register(
+    "rsi_vol_filter", RsiVolFilterParams,
+    rule=("rsi_mean_reversion entries taken only when the ATR percentile over lookback bars is at most"
+          " max_atr_percentile"),
+)
 def rsi_vol_filter(data: BarData, params: RsiVolFilterParams) -> Signals:
     """Entries as ``rsi_mean_reversion`` (the Wilder RSI(``window``) crossing below
     ``oversold``), kept only where the ATR(``atr_window``) percentile rank is at most

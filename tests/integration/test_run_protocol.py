@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -213,3 +214,26 @@ def test_expired_failed_run_is_recorded_again(local_settings: Settings):
     # a failed run rerun after a fix of the data... here the same config: one row, replaced in place
     assert commit_outcomes(lake, [execute_run(lake, p2)]) == [p.run_id]
     assert lake.read("runs").height == 1
+
+
+# -- files a writer left without committing them ------------------------------------------------
+def test_vacuum_removes_files_no_commit_references_after_the_retention(local_settings: Settings):
+    lake = Lake(local_settings)
+    ingest_bars(lake, synthetic_bars(("SYN0",), periods=50, seed=1))
+    runs_dir = Path(local_settings.root) / "runs"
+    lake.ensure("runs")
+    # a writer that lost its commit race (or died before committing) leaves its data file behind
+    stray = runs_dir / "part-00000-lost-race-c000.snappy.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"run_id": ["x"]}), stray)
+    old = time.time() - 3 * 3600
+    os.utime(stray, (old, old))
+    kept = maintain(lake, vacuum_retention_hours=168, failed_retention_days=None)
+    assert stray.exists(), "inside the retention window the file stays (a writer may still commit it)"
+    assert next(t for t in kept.tables if t["table"] == "runs")["files_vacuumed"] == 0
+    report = maintain(lake, vacuum_retention_hours=1, failed_retention_days=None)
+    assert not stray.exists()
+    assert next(t for t in report.tables if t["table"] == "runs")["files_vacuumed"] == 1
+    assert lake.read("bars").height == 50  # committed data untouched

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from typing import ClassVar
 
 from backlake.errors import ConfigError
 from backlake.lake import Lake
-from backlake.runs.data import load_bars
+from backlake.runs.backtest import cached_bars
 from backlake.runs.events import Attempt, Claimed, End, claim, finish, holders, open_generations
 from backlake.settings import get_settings
 
@@ -46,25 +44,14 @@ class PinnedBars:
     Like :class:`Opaque`, Prefect does not walk it; tasks read ``.value``."""
 
     __slots__ = ("_frame", "lake_uri", "cfg", "version")
-    _cache: ClassVar[dict[tuple, object]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, frame, lake_uri: str | None, cfg, version: int) -> None:
         self._frame, self.lake_uri, self.cfg, self.version = frame, lake_uri, cfg, version
 
     @property
     def value(self):
-        if self._frame is None:
-            lake = open_lake(self.lake_uri)
-            key = (lake.settings.lake_uri, tuple(self.cfg.symbols), self.cfg.benchmark, self.cfg.timeframe,
-                   self.version)
-            with self._lock:
-                frame = self._cache.get(key)
-                if frame is None:
-                    frame = load_bars(lake, self.cfg, self.version)
-                    self._cache.clear()  # one pinned frame per worker process is enough
-                    self._cache[key] = frame
-            self._frame = frame
+        if self._frame is None:  # on a worker: the process-wide copy of the pinned bars
+            self._frame = cached_bars(open_lake(self.lake_uri), self.cfg, self.version)
         return self._frame
 
     def __getstate__(self):

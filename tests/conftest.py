@@ -45,6 +45,17 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
+def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
+    """``pred()``'s first truthy value, polled every ``interval`` s; TimeoutError naming
+    ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not within {timeout}s")
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server on 127.0.0.1, in its own process (delta-rs holds the GIL in places)."""

@@ -34,10 +34,12 @@ from backlake.strategies.base import StrategyParams
 
 __all__ = [
     "BacktestConfig", "Sizing", "Costs", "Execution", "MarketImpact", "UsFees", "IndiaFees",
-    "TIMEFRAMES", "UNIVERSES", "canonical_hash", "config_json_schema",
+    "TIMEFRAMES", "INTRADAY_TIMEFRAMES", "UNIVERSES", "canonical_hash", "config_json_schema",
 ]
 
 TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w", "1mo")
+#: The timeframes shorter than a day (strategies marked ``intraday_only`` need one of these).
+INTRADAY_TIMEFRAMES: tuple[str, ...] = TIMEFRAMES[:6]
 
 #: Named universes: a config may say ``"universe": "sp500_stocks"`` instead of a list.
 UNIVERSES: dict[str, tuple[str, ...]] = {

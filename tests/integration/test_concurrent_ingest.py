@@ -24,7 +24,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake
 from backlake.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -83,15 +83,6 @@ def spawned(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subproc
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout}s")
 
 
 # -- the bars ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from backlake.runs.data import fingerprint, load_bars
 from backlake.runs.events import Attempt, claim
 from backlake.runs.sweep import batches, commit_trial_batch, finish_sweep, plan_sweep, run_chunk
 from backlake.settings import Settings
-from tests.conftest import REPO, make_bucket
+from tests.conftest import REPO, make_bucket, wait_until
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -92,16 +92,6 @@ def spawned(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subproc
         yield proc
     finally:
         kill_group(proc)
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout}s")
 
 
 def same_value(a, b) -> bool:

@@ -26,7 +26,8 @@ from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
 from backlake.runs.events import Attempt, claim
 from backlake.runs.sweep import batches, commit_trial_batch, finish_sweep, plan_sweep, run_chunk
 from backlake.settings import Settings
-from tests.integration.test_reliability import assert_unique, child_env, spawned, wait_until
+from tests.conftest import wait_until
+from tests.integration.test_reliability import assert_unique, child_env, spawned
 
 
 def cfg_for(symbol: str, fast: int = 5, slow: int = 20, **extra) -> BacktestConfig:

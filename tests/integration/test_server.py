@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for_port
+from tests.conftest import REPO, free_port, wait_for_port, wait_until
 
 START_TIMEOUT = "150"  # seconds per start attempt: a busy 2-core machine is slow to migrate the database
 CFG = {"strategy": "sma_crossover", "params": {"fast": 5, "slow": 20}, "universe": ["SYN"]}
@@ -64,15 +64,6 @@ def group_members(pgid: int) -> list[int]:
             if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.info["pid"]) == pgid:
                 out.append(p.info["pid"])
     return out
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout}s")
 
 
 def state_of(home: Path) -> dict | None:

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from backlake.calendars import calendar_of, periods_per_year
-from backlake.config import BacktestConfig
+from backlake.config import INTRADAY_TIMEFRAMES, BacktestConfig
 from backlake.data.schema import ENGINE_COLUMNS, date_filter
 from backlake.engine import nb
 from backlake.engine.records import EXIT_REASONS, FEE_NAMES, Direction, Market, MarketData, SizeMethod
@@ -29,7 +29,6 @@ from backlake.strategies.base import BarData
 
 __all__ = ["run_backtest", "prepare", "Prepared", "select_bars", "ENGINE_COLUMNS", "sim_options"]
 
-_INTRADAY = ("1m", "5m", "15m", "30m", "1h", "4h")
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,10 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
     """Select, align and stack the universe's bars."""
     symbols = cfg.symbols
     spec = get_strategy(cfg.strategy)
-    if spec.intraday_only and cfg.timeframe not in _INTRADAY:
+    if spec.intraday_only and cfg.timeframe not in INTRADAY_TIMEFRAMES:
         raise ConfigError(
             f"strategy {cfg.strategy!r} needs intraday bars but timeframe={cfg.timeframe!r}: "
-            f"use one of {', '.join(_INTRADAY)}"
+            f"use one of {', '.join(INTRADAY_TIMEFRAMES)}"
         )
     fields = ("open", "high", "low", "close", "volume")
     if len(symbols) == 1:

@@ -109,7 +109,7 @@ def simulate_paths(
         simulate_paths(res, bars, method="return_shuffle", n_paths=500, seed=3)
     """
     _check_common(method, n_paths, block_size)
-    _check_int("seed", seed, 0, "e.g. 0")
+    check_whole_number("seed", seed, 0, "e.g. 0")
     draw, per_year = _path_maker(base, bars, method, block_size)
     rng = np.random.default_rng(seed)
     parts = [_path_stats(draw(rng, min(_CHUNK, n_paths - lo)), base.config.initial_cash, per_year)
@@ -314,7 +314,7 @@ def check_args(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds!r} must list at least one seed, each once, e.g. (0, 1, 2)")
     for s in seeds:
-        _check_int("seeds[]", s, 0, "e.g. (0, 1, 2)")
+        check_whole_number("seeds[]", s, 0, "e.g. (0, 1, 2)")
     _check_summary_args(confidence, ruin_drawdown)
     return seeds
 
@@ -322,8 +322,8 @@ def check_args(
 def _check_common(method: str, n_paths: int, block_size: int) -> None:
     if method not in METHODS:
         raise ConfigError("method: " + unknown_name_message("method", str(method), METHODS))
-    _check_int("n_paths", n_paths, 1, "e.g. 1000")
-    _check_int("block_size", block_size, 1, "returns per block, e.g. 20")
+    check_whole_number("n_paths", n_paths, 1, "e.g. 1000")
+    check_whole_number("block_size", block_size, 1, "returns per block, e.g. 20")
 
 
 def _check_summary_args(confidence: float, ruin_drawdown: float) -> None:
@@ -333,6 +333,7 @@ def _check_summary_args(confidence: float, ruin_drawdown: float) -> None:
         raise ConfigError(f"ruin_drawdown={ruin_drawdown!r} must be a fraction in (0, 1], e.g. 0.5 for a 50 % drawdown")
 
 
-def _check_int(name: str, value: object, minimum: int, example: str) -> None:
+def check_whole_number(name: str, value: object, minimum: int, example: str) -> None:
+    """ConfigError unless ``value`` is a whole number (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}, {example}")

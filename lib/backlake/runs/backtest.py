@@ -86,19 +86,18 @@ _BARS_CACHE_SIZE = 8
 
 
 def cached_bars(lake: Lake, cfg: BacktestConfig, version: int) -> pl.DataFrame:
-    """:func:`load_bars`, kept for the next run of the same symbols at the same version (a
-    Delta version never changes, so the copy cannot go stale)."""
+    """:func:`load_bars`, kept for the next run (or task) of the same symbols at the same
+    version in this process (a Delta version never changes, so the copy cannot go stale);
+    read once even when threads ask at the same time."""
     key = (lake.settings.lake_uri, tuple(cfg.symbols), cfg.benchmark, cfg.timeframe, version)
     with _BARS_LOCK:
         hit = _BARS_CACHE.get(key)
-    if hit is not None:
-        return hit
-    bars = load_bars(lake, cfg, version)
-    with _BARS_LOCK:
-        if len(_BARS_CACHE) >= _BARS_CACHE_SIZE:
-            _BARS_CACHE.pop(next(iter(_BARS_CACHE)))
-        _BARS_CACHE[key] = bars
-    return bars
+        if hit is None:
+            hit = load_bars(lake, cfg, version)
+            if len(_BARS_CACHE) >= _BARS_CACHE_SIZE:
+                _BARS_CACHE.pop(next(iter(_BARS_CACHE)))
+            _BARS_CACHE[key] = hit
+    return hit
 
 
 def plan_runs(

@@ -14,74 +14,81 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
 from backlake._suggest import closest
-from backlake.config import BacktestConfig
+from backlake.config import INTRADAY_TIMEFRAMES, BacktestConfig
 from backlake.data.schema import date_filter
 from backlake.errors import ConfigError
 from backlake.lake.store import Lake
 from backlake.strategies import get_strategy
 
-__all__ = ["Coverage", "coverage", "config_problems", "check_configs", "INTRADAY"]
+__all__ = ["Coverage", "coverage", "config_problems", "check_configs"]
 
-INTRADAY = ("1m", "5m", "15m", "30m", "1h", "4h")
 _BENCHMARK_KEYWORDS = ("asset", "equal_weight")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Coverage:
-    """What the lake holds: (symbol, timeframe) -> (first ts, last ts, bars), and every symbol."""
+    """What the lake holds of the symbols asked about: their (symbol, timeframe, ts) rows, read
+    once, and each (symbol, timeframe)'s (first ts, last ts, bars); every symbol of the lake
+    is looked up only when a message needs it (a missing symbol's closest name)."""
 
+    rows: pl.DataFrame
     spans: dict[tuple[str, str], tuple[dt.datetime, dt.datetime, int]]
-    symbols: list[str]
+    lake_symbols: Callable[[], list[str]]
+
+    def has(self, symbol: str) -> bool:
+        return any(s == symbol for s, _ in self.spans)
 
     def timeframes(self, symbol: str) -> list[str]:
         return sorted(tf for s, tf in self.spans if s == symbol)
 
+    def bars_within(self, cfg: BacktestConfig, symbol: str) -> int:
+        return self.rows.filter((pl.col("symbol") == symbol) & (pl.col("timeframe") == cfg.timeframe)
+                                & date_filter(cfg.start, cfg.end)).height
+
 
 def coverage(lake: Lake, symbols: Sequence[str], version: int | None = None) -> Coverage:
-    """The span of every (symbol, timeframe) of ``symbols`` in ``bars`` (and all symbols)."""
+    """The rows and spans of ``symbols`` in ``bars`` (at ``version``, the latest by default)."""
     if not lake.exists("bars"):
-        return Coverage({}, [])
-    bars = lake.read("bars", version=version, columns=["symbol", "timeframe", "ts"],
+        return Coverage(pl.DataFrame(), {}, list)
+    rows = lake.read("bars", version=version, columns=["symbol", "timeframe", "ts"],
                      where={"symbol": sorted(set(symbols))})
     spans = {
         (s, tf): (lo, hi, int(n))
-        for s, tf, lo, hi, n in bars.group_by("symbol", "timeframe").agg(
+        for s, tf, lo, hi, n in rows.group_by("symbol", "timeframe").agg(
             pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"), pl.len().alias("n")).iter_rows()
     }
-    all_symbols = lake.read("bars", version=version, columns=["symbol"])["symbol"].unique().sort().to_list()
-    return Coverage(spans, all_symbols)
+
+    def lake_symbols() -> list[str]:  # from the files' partition values: no data read
+        adds = pa.table(lake.table("bars", version).get_add_actions(flatten=True))
+        return sorted(set(adds["partition.symbol"].to_pylist())) if adds.num_rows else []
+
+    return Coverage(rows, spans, lake_symbols)
 
 
 def _missing_symbol(what: str, symbol: str, cov: Coverage) -> str:
-    hint = closest(symbol, cov.symbols)
+    known = cov.lake_symbols()
+    hint = closest(symbol, known)
     did = f"; did you mean {hint!r}?" if hint else ""
     return (f"{what} {symbol!r} is not in the lake{did} ingest it (`backlake ingest`) or pick one of the "
-            f"{len(cov.symbols)} symbol(s) it holds")
+            f"{len(known)} symbol(s) it holds")
 
 
-def _bars_within(lake_bars: pl.DataFrame | None, cfg: BacktestConfig, symbol: str) -> int:
-    if lake_bars is None:
-        return 0
-    rows = lake_bars.filter((pl.col("symbol") == symbol) & (pl.col("timeframe") == cfg.timeframe)
-                            & date_filter(cfg.start, cfg.end))
-    return rows.height
-
-
-def config_problems(cfg: BacktestConfig, cov: Coverage, bars: pl.DataFrame | None = None) -> list[str]:
+def config_problems(cfg: BacktestConfig, cov: Coverage) -> list[str]:
     """Every problem of ``cfg`` against the lake's coverage (empty: fine)."""
     problems: list[str] = []
     spec = get_strategy(cfg.strategy)
-    if spec.intraday_only and cfg.timeframe not in INTRADAY:
+    if spec.intraday_only and cfg.timeframe not in INTRADAY_TIMEFRAMES:
         problems.append(f"timeframe={cfg.timeframe!r}: strategy {cfg.strategy!r} needs intraday bars; "
-                        f"use one of {', '.join(INTRADAY)}")
+                        f"use one of {', '.join(INTRADAY_TIMEFRAMES)}")
     for s in cfg.symbols:
-        if s not in cov.symbols:
+        if not cov.has(s):
             problems.append(_missing_symbol("universe symbol", s, cov))
             continue
         span = cov.spans.get((s, cfg.timeframe))
@@ -91,7 +98,7 @@ def config_problems(cfg: BacktestConfig, cov: Coverage, bars: pl.DataFrame | Non
                             f"{tfs[0]!r} or ingest {cfg.timeframe} bars of {s}")
             continue
         lo, hi, n = span
-        within = n if not (cfg.start or cfg.end) else _bars_within(bars, cfg, s)
+        within = n if not (cfg.start or cfg.end) else cov.bars_within(cfg, s)
         if (cfg.start and cfg.start > hi.date()) or (cfg.end and cfg.end < lo.date()):
             problems.append(f"start={cfg.start}, end={cfg.end}: {s} {cfg.timeframe} bars cover {lo:%Y-%m-%d} to "
                             f"{hi:%Y-%m-%d}; move the dates inside that range")
@@ -100,7 +107,7 @@ def config_problems(cfg: BacktestConfig, cov: Coverage, bars: pl.DataFrame | Non
                             f"range (the data covers {lo:%Y-%m-%d} to {hi:%Y-%m-%d}); widen the dates")
     b = cfg.benchmark
     if b and b not in _BENCHMARK_KEYWORDS and b not in cfg.symbols:
-        if b not in cov.symbols:
+        if not cov.has(b):
             problems.append(_missing_symbol("benchmark", b, cov) + " (or use 'asset' or 'equal_weight')")
         elif (b, cfg.timeframe) not in cov.spans:
             problems.append(f"benchmark {b!r} has no {cfg.timeframe} bars (it has {', '.join(cov.timeframes(b))}); "
@@ -120,14 +127,9 @@ def check_configs(lake: Lake, configs: Sequence[BacktestConfig], *, version: int
     prefixed with ``configs[i]`` when there are several); return when there is none."""
     symbols = {s for c in configs for s in c.symbols} | {c.benchmark for c in configs if c.benchmark}
     cov = coverage(lake, sorted(symbols), version)
-    needs_rows = [c for c in configs if c.start or c.end]
-    bars = None
-    if needs_rows and lake.exists("bars"):
-        wanted = sorted({s for c in needs_rows for s in c.symbols})
-        bars = lake.read("bars", version=version, columns=["symbol", "timeframe", "ts"], where={"symbol": wanted})
     lines: list[str] = []
     for i, cfg in enumerate(configs):
-        for p in config_problems(cfg, cov, bars):
+        for p in config_problems(cfg, cov):
             lines.append(f"configs[{i}]: {p}" if len(configs) > 1 else p)
     if lines:
         shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])

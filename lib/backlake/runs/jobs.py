@@ -22,7 +22,6 @@ import polars as pl
 from backlake.config import BacktestConfig
 from backlake.engine import BacktestResult, run_backtest
 from backlake.engine.core import prepare
-from backlake.errors import ConfigError
 from backlake.lake.store import Lake
 from backlake.research import monte_carlo as mc, optimize as opt, walk_forward as wf
 from backlake.research.sweep import expand_grid
@@ -73,11 +72,6 @@ def stored_result(lake: Lake, rid: str) -> dict[str, Any]:
     return {"run_id": rid, "status": "existing", "params": row["params"], "sharpe": row["sharpe"]}
 
 
-def _check_whole(name: str, value: object, minimum: int, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}, {example}")
-
-
 # -- optimize ----------------------------------------------------------------------------------
 def plan_optimize(
     lake: Lake, cfg: BacktestConfig, space: dict[str, Any], *, objective: str = "sharpe", n_trials: int = 50,
@@ -86,7 +80,7 @@ def plan_optimize(
     """Check the study and pin its data. For TPE the batch size (``parallel``) shapes the
     proposals, so it is part of the run's identity; grid and random studies do not depend on it."""
     opt.check_objective(objective)
-    _check_whole("parallel", parallel, 1, "trials evaluated at once, e.g. 4")
+    mc.check_whole_number("parallel", parallel, 1, "trials evaluated at once, e.g. 4")
     request: dict[str, Any] = {"space": space, "objective": objective, "n_trials": n_trials, "sampler": sampler,
                                "oos_fraction": oos_fraction, "seed": seed}
     if sampler == "tpe" and parallel > 1:

@@ -63,11 +63,11 @@ stop:
 
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/python -m pip install --quiet -e .
+	.lockenv/bin/python -m pip install --quiet -e ".[docker]"
 	{ echo "# backlake runtime lock file: exact versions of the runtime dependencies (Python 3.11, linux x86_64)."; \
 	  echo "# Used by 'make demo' and the Dockerfile. Regenerate with 'make lock'."; \
 	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements-runtime.lock
-	.lockenv/bin/python -m pip install --quiet -c requirements-runtime.lock -e ".[test]"
+	.lockenv/bin/python -m pip install --quiet -c requirements-runtime.lock -e ".[docker,test]"
 	{ echo "# backlake lock file: exact versions of every runtime and test dependency (Python 3.11, linux x86_64)."; \
 	  echo "# Regenerate with 'make lock' after changing pyproject.toml's dependencies."; \
 	  .lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^backlake'; } > requirements.lock

@@ -12,7 +12,17 @@ from backlake.errors import BacktestError
 from backlake.runs.backtest import PlannedRun, RunOutcome, execute_run, plan_runs
 from backlake.runs.checks import check_configs
 from backlake.runs.commit import commit
-from flows._common import STOP_HOOKS, Opaque, current_attempt, open_lake, start_runs
+from flows._common import (
+    STOP_HOOKS,
+    Opaque,
+    config_strategies,
+    current_attempt,
+    flow_run_namer,
+    label_flow_run,
+    open_lake,
+    publish_runs,
+    start_runs,
+)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{planned.run_id}")
@@ -27,9 +37,10 @@ def commit_task(records: Opaque, lake_uri: str | None) -> None:
     commit(open_lake(lake_uri), records.value, current_attempt())
 
 
-@flow(name="backtest", **STOP_HOOKS)
+@flow(name="backtest", flow_run_name=flow_run_namer("backtest"), **STOP_HOOKS)
 def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str | None = None) -> list[dict]:
     """Run backtests and record them; returns one summary dict per run (new or already stored)."""
+    label_flow_run("backtest", config_strategies(configs))
     log = get_run_logger()
     raw = [configs] if isinstance(configs, dict) else list(configs)
     cfgs = [BacktestConfig.model_validate(c) for c in raw]  # ConfigError before any task starts
@@ -58,6 +69,7 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
             log.error("run %s failed: %s", p.run_id, o.error)
         out.append({"run_id": p.run_id, "config_id": p.config.id, "status": status,
                     "error": o.error if o else None})
+    publish_runs(lake, "backtest", [p.run_id for p in plan])
     failed = [r for r in out if r["status"] == "failed"]
     if failed:  # recorded in the lake as failed runs; the flow run itself ends Failed
         raise BacktestError(

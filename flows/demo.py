@@ -1,14 +1,15 @@
 """``backlake demo``: ingest the real samples, run SMA-crossover backtests, a sweep and a
-walk-forward through the flows, print a summary. Idempotent: a second run adds no runs and
-no bars."""
+walk-forward through the flows, make the first backtest (GOOG) a golden run, print a summary.
+Idempotent: a second run adds no runs, no bars and no golden."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from backlake import progress
+from backlake.runs.goldens import add_golden
 from backlake.settings import get_settings
-from flows._common import STOP_HOOKS
+from flows._common import STOP_HOOKS, flow_run_namer, label_flow_run, open_lake
 from flows.backtest import backtest_flow
 from flows.cli.data import ingest_summary
 from flows.cli.progress import progress_bars
@@ -37,24 +38,30 @@ DEMO_CONFIGS: list[dict] = [
 
 
 SWEEP_GRID = {"fast": [5, 10, 15, 20, 30, 50], "slow": [30, 50, 100, 150, 200]}
+#: the note of the golden the demo adds: its reference backtest (the first config)
+GOLDEN_NOTE = "demo reference: GOOG SMA crossover 10/30"
 WALK_FORWARD = {"grid": {"fast": [10, 20, 50], "slow": [100, 200]}, "train": "4y", "test": "1y"}
 
 
-@flow(name="demo", **STOP_HOOKS)
+@flow(name="demo", flow_run_name=flow_run_namer("demo"), **STOP_HOOKS)
 def demo_flow() -> dict:
     """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500
     (four steps, reported as job ``demo``; the sweep and the walk-forward report their own)."""
+    label_flow_run("demo")
     progress.report("demo", 0, 4, "steps")
     report = ingest_flow(source="samples")
     progress.report("demo", 1, 4, "steps")
     runs = backtest_flow(DEMO_CONFIGS)
+    reference = runs[0]
+    if reference["status"] in ("completed", "existing"):  # the regression's golden, once (never replaced)
+        add_golden(open_lake(), reference["run_id"], note=GOLDEN_NOTE, if_absent=True)
     progress.report("demo", 2, 4, "steps")
     sweep = sweep_flow(DEMO_CONFIGS[1], SWEEP_GRID)
     progress.report("demo", 3, 4, "steps")
     wf = walk_forward_flow(DEMO_CONFIGS[1], WALK_FORWARD["grid"], train=WALK_FORWARD["train"],
                            test=WALK_FORWARD["test"])
     progress.report("demo", 4, 4, "steps")
-    return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf}
+    return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf, "golden": reference["run_id"]}
 
 
 def run_demo(progress_mode: str = "auto") -> int:
@@ -69,6 +76,8 @@ def run_demo(progress_mode: str = "auto") -> int:
     new = sum(r["status"] == "completed" for r in out["runs"])
     print(f"backtests: {len(out['runs'])} run(s), {new} new, {len(out['runs']) - new} already in the lake\n")
     print(runs_summary([r["run_id"] for r in out["runs"]]))
+    print(f"\ngolden run: {out['golden']} (the GOOG backtest; `backlake regress` replays it, "
+          "`backlake goldens list` shows the goldens)")
     sw = out["sweep"]
     print(f"\nsweep {sw['run_id']} on SP500: {sw['n_valid']} combinations; best by sharpe "
           f"{sw['best_params']} (sharpe {sw['best']['sharpe']:.3f})" if sw.get("best") else "")

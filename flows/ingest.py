@@ -16,7 +16,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.samples import load_samples
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError, DataValidationError
-from flows._common import open_lake
+from flows._common import flow_run_namer, label_flow_run, open_lake
 
 
 @task(cache_policy=NO_CACHE)
@@ -57,7 +57,7 @@ def ingest_task(bars: pl.DataFrame, lake_uri: str | None, revise: bool = False) 
     return report.to_dict()
 
 
-@flow(name="ingest")
+@flow(name="ingest", flow_run_name=flow_run_namer("ingest"))
 def ingest_flow(
     source: Literal["samples", "synthetic", "file"] = "samples",
     symbols: list[str] | None = None,
@@ -74,5 +74,6 @@ def ingest_flow(
 
     ``revise``: bars stored with other values are replaced (one new ``bars`` version) instead
     of rejecting the ingest."""
+    label_flow_run("ingest")
     bars = load_bars_task(source, symbols, path, symbol, timeframe, columns, seed, periods)
     return ingest_task(bars, lake_uri, revise)

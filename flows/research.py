@@ -20,7 +20,18 @@ from backlake.engine import run_backtest
 from backlake.runs import jobs
 from backlake.runs.commit import commit
 from backlake.runs.events import End, finish
-from flows._common import STOP_HOOKS, Opaque, PinnedBars, current_attempt, open_lake, start_runs
+from flows._common import (
+    STOP_HOOKS,
+    Opaque,
+    PinnedBars,
+    config_strategies,
+    current_attempt,
+    flow_run_namer,
+    label_flow_run,
+    open_lake,
+    publish_runs,
+    start_runs,
+)
 
 
 def _results(futures: list, job: str, unit: str) -> list:
@@ -34,11 +45,14 @@ def _results(futures: list, job: str, unit: str) -> list:
     return out
 
 
-def _run(lake, job: jobs.Job, work) -> dict:
+def _run(lake, job: jobs.Job, work, details=None) -> dict:
     """Claim the job's run, do ``work(pinned_bars, started_at, generation)`` (which commits),
-    and end the run ``failed`` if the work raises."""
+    and end the run ``failed`` if the work raises. The run, new or stored, is published as the
+    flow run's artifact, with ``details(result)`` (the job's own figures)."""
     if job.done:
-        return jobs.stored_result(lake, job.run_id)
+        out = jobs.stored_result(lake, job.run_id)
+        publish_runs(lake, job.kind, [job.run_id])
+        return out
     claimed = start_runs(lake, [job.run_id])
     if job.run_id in claimed.busy:
         return {"run_id": job.run_id, "status": "running elsewhere", "attempt": claimed.busy[job.run_id]}
@@ -46,10 +60,12 @@ def _run(lake, job: jobs.Job, work) -> dict:
     started = dt.datetime.now(dt.UTC)
     pinned = PinnedBars(job.bars, lake.settings.lake_uri, job.config, job.data_versions["bars"])
     try:
-        return work(pinned, started, gen)
+        out = work(pinned, started, gen)
     except Exception as e:
         finish(lake, [End(job.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
         raise
+    publish_runs(lake, job.kind, [job.run_id], details=details(out) if details else None)
+    return out
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -67,7 +83,7 @@ def study_task(plan: Opaque, bars: PinnedBars, job: str):
                          on_trial=lambda rec, done, total: progress.report(job, done, total, "trials"))
 
 
-@flow(name="optimize", **STOP_HOOKS)
+@flow(name="optimize", flow_run_name=flow_run_namer("optimize"), **STOP_HOOKS)
 def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str = "sharpe", n_trials: int = 50,
                   sampler: str = "tpe", oos_fraction: float = 0.3, seed: int = 0, parallel: int = 1,
                   lake_uri: str | None = None) -> dict:
@@ -78,6 +94,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
     constant liar keeps a batch's proposals apart): worth it when a trial takes far longer
     than a task's overhead, or on a Dask cluster. The same seed and ``parallel`` give the same
     study (for TPE the batch size is part of the run's identity)."""
+    label_flow_run("optimize", config_strategies(config))
     cfg = BacktestConfig.model_validate(config)
     lake = open_lake(lake_uri)
     job = jobs.plan_optimize(lake, cfg, space, objective=objective, n_trials=n_trials, sampler=sampler,
@@ -107,7 +124,11 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
         log.info("optimize %s: %s", job.run_id, out)
         return out
 
-    return _run(lake, job, work)
+    return _run(lake, job, work, lambda out: {
+        "objective": objective, "IS score": out.get("is_score"), "OOS score": out.get("oos_score"),
+        "PBO": out.get("pbo"), "deflated Sharpe": out.get("deflated_sharpe"),
+        **{k: int(out[n]) for k, n in (("trials", "n_trials"), ("flagged trials", "n_flagged"))
+           if out.get(n) is not None}})
 
 
 # -- walk-forward ------------------------------------------------------------------------------
@@ -117,11 +138,12 @@ def window_task(cfg: BacktestConfig, grid: dict, bars: PinnedBars, window, objec
     return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
 
 
-@flow(name="walk_forward", **STOP_HOOKS)
+@flow(name="walk_forward", flow_run_name=flow_run_namer("walk_forward"), **STOP_HOOKS)
 def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int | str, test: int | str,
                       step: int | str | None = None, mode: str = "rolling", objective: str = "sharpe",
                       lake_uri: str | None = None) -> dict:
     """Rolling or anchored walk-forward; windows in parallel; the stitched OOS equity is a run."""
+    label_flow_run("walk_forward", config_strategies(config))
     cfg = BacktestConfig.model_validate(config)
     lake = open_lake(lake_uri)
     job = jobs.plan_walk_forward(lake, cfg, grid, train=train, test=test, step=step, mode=mode, objective=objective)
@@ -134,7 +156,9 @@ def walk_forward_flow(config: dict[str, Any], grid: dict[str, list], train: int 
         return {"run_id": job.run_id, "windows": res.windows_frame(job.run_id).drop("parent_id").to_dicts(),
                 "oos_sharpe": res.oos_metrics.get("sharpe"), "oos_total_return": res.oos_metrics.get("total_return")}
 
-    return _run(lake, job, work)
+    return _run(lake, job, work, lambda out: {
+        "windows": len(out.get("windows") or []), "mode": mode, "objective": objective,
+        "figures": "stitched out-of-sample"})
 
 
 # -- Monte Carlo -------------------------------------------------------------------------------
@@ -145,11 +169,12 @@ def paths_task(base: Opaque, bars: PinnedBars, method: str, n_paths: int, seed: 
                              block_size=block_size).with_columns(pl.lit(seed).alias("seed"))
 
 
-@flow(name="monte_carlo", **STOP_HOOKS)
+@flow(name="monte_carlo", flow_run_name=flow_run_namer("monte_carlo"), **STOP_HOOKS)
 def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_paths: int = 1000,
                      seeds: list[int] | None = None, block_size: int = 20, confidence: float = 0.95,
                      ruin_drawdown: float = 0.5, lake_uri: str | None = None) -> dict:
     """Resample a backtest per seed (fanned out); confidence intervals and probability of ruin."""
+    label_flow_run("monte_carlo", config_strategies(config))
     cfg = BacktestConfig.model_validate(config)
     lake = open_lake(lake_uri)
     job = jobs.plan_monte_carlo(lake, cfg, method=method, n_paths=n_paths, seeds=seeds, block_size=block_size,
@@ -165,4 +190,11 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
         return {"run_id": job.run_id, "n_paths": summ.n_paths, "ci": {k: list(v) for k, v in summ.ci.items()},
                 "prob_ruin": summ.prob_ruin}
 
-    return _run(lake, job, work)
+    return _run(lake, job, work, lambda out: {
+        "method": method, "paths": out.get("n_paths"), "probability of ruin": out.get("prob_ruin"),
+        **{f"{m.replace('_', ' ')} CI ({confidence:.0%})": " / ".join(_pct(x) for x in v)
+           for m, v in (out.get("ci") or {}).items() if m in ("total_return", "max_drawdown")}})
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{x:.2%}"

@@ -21,7 +21,18 @@ from backlake.runs.sweep import (
     run_chunk,
     stored_summary,
 )
-from flows._common import STOP_HOOKS, Opaque, PinnedBars, current_attempt, open_lake, start_runs
+from flows._common import (
+    STOP_HOOKS,
+    Opaque,
+    PinnedBars,
+    config_strategies,
+    current_attempt,
+    flow_run_namer,
+    label_flow_run,
+    open_lake,
+    publish_runs,
+    start_runs,
+)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, task_run_name="sweep-chunk-{chunk}")
@@ -36,7 +47,7 @@ def commit_trials_task(plan: Opaque, batch: int, frames: Opaque, lake_uri: str |
     return commit_trial_batch(open_lake(lake_uri), plan.value, batch, frames.value)
 
 
-@flow(name="sweep", **STOP_HOOKS)
+@flow(name="sweep", flow_run_name=flow_run_namer("sweep"), **STOP_HOOKS)
 def sweep_flow(
     config: dict[str, Any],
     grid: dict[str, list],
@@ -45,13 +56,14 @@ def sweep_flow(
     lake_uri: str | None = None,
 ) -> dict:
     """Sweep ``grid`` over ``config`` into the lake; returns the best parameters and counts."""
+    label_flow_run("sweep", config_strategies(config))
     log = get_run_logger()
     cfg = BacktestConfig.model_validate(config)
     lake = open_lake(lake_uri)
     plan = plan_sweep(lake, cfg, grid, chunk_size=chunk_size, objective=objective)  # errors before any task
     if plan.done:
         log.info("sweep %s is already in the lake", plan.run_id)
-        return stored_summary(lake, plan)
+        return _published(lake, stored_summary(lake, plan))
     started = dt.datetime.now(dt.UTC)
     claimed = start_runs(lake, [plan.run_id])
     if plan.run_id in claimed.busy:
@@ -81,7 +93,14 @@ def sweep_flow(
     except Exception as e:
         finish(lake, [End(plan.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
         raise
-    return finish_sweep(lake, plan, frames, started, attempt=current_attempt(), generation=gen)
+    return _published(lake, finish_sweep(lake, plan, frames, started, attempt=current_attempt(), generation=gen))
+
+
+def _published(lake, out: dict) -> dict:
+    """``out``, once the sweep's parent run is published as the flow run's artifact."""
+    publish_runs(lake, "sweep", [out["run_id"]], details={
+        "best by": out["objective"], "combinations": f"{out['n_valid']} valid, {out['n_skipped']} skipped"})
+    return out
 
 
 __all__ = ["sweep_flow"]

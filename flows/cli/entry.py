@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from backlake.errors import BacklakeError, ConfigError, DataValidationError, LakeConnectionError
-from flows.cli import app, data, info, lake, runs, s3, server, users
+from flows.cli import app, data, goldens, info, lake, runs, s3, server, users
 
 # one function per subcommand, in the order `backlake --help` lists them
 COMMANDS = (
@@ -21,6 +21,7 @@ COMMANDS = (
     runs.add_walk_forward,
     runs.add_monte_carlo,
     runs.add_regress,
+    goldens.add_goldens,
     lake.add_maintain,
     info.add_schema,
     info.add_strategies,
@@ -37,7 +38,7 @@ FLOW_COMMANDS = {"demo", "ingest", "backtest", "sweep", "optimize", "walk-forwar
                  "maintain"}
 #: commands that check their input against the lake first and pick the Prefect API themselves,
 #: just before their flow (so a user error is answered before any server is looked for)
-CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo"}
+CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress"}
 
 
 def build_parser() -> argparse.ArgumentParser:

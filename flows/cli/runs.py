@@ -252,15 +252,33 @@ def cmd_monte_carlo(args: argparse.Namespace) -> int:
 
 # -- regress ------------------------------------------------------------------------------------
 def add_regress(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("regress", help="replay golden runs at their pinned data; fail on drift")
-    s.add_argument("goldens", help='JSON file: [{"run_id": ..., "tolerances": {"sharpe": 1e-9}}]')
+    s = sub.add_parser("regress", help="replay golden runs at their pinned data; fail on drift",
+                       description="Replay the golden runs (the lake's goldens, see `backlake goldens`, or a JSON "
+                                   "file) at their pinned data versions, record the report in the lake table "
+                                   "regression_reports, and fail (exit 1) when a metric left its tolerance.")
+    s.add_argument("goldens", nargs="?", default=None,
+                   help='optional JSON file instead of the lake\'s goldens: [{"run_id": ..., "tolerances": '
+                        '{"sharpe": 1e-9}}]')
     s.set_defaults(fn=cmd_regress)
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from flows.regression import regression_flow
+    from backlake.runs.goldens import NO_GOLDENS
+    from flows.cli.lake import require_lake
+    from flows.regression import check, load, regression_flow
 
+    require_lake()
+    lake = _lake()
+    goldens, _ = load(args.goldens, lake)  # every check, before Prefect starts
+    if not goldens:
+        print(NO_GOLDENS)
+        return 0
+    check(goldens, lake, from_lake=args.goldens is None)
+    _prefect()
     rows = regression_flow(args.goldens)
     runs = sorted({r["run_id"] for r in rows})
     print(f"{len(runs)} golden run(s), {len(rows)} metric(s): all within tolerance")
+    if rows:
+        print(f"report:  backlake sql \"SELECT run_id, metric, stored, replayed, abs_diff, tolerance FROM "
+              f"regression_reports WHERE report_id = '{rows[0]['report_id']}'\"")
     return 0

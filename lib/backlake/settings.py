@@ -13,6 +13,7 @@ import getpass
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator
@@ -33,7 +34,8 @@ def _default_user() -> str:
 class Settings(BaseSettings):
     """Where the lake lives and who writes to it."""
 
-    model_config = SettingsConfigDict(env_prefix="BACKLAKE_", frozen=True, extra="ignore")
+    # an empty variable (``BACKLAKE_S3_ALLOW_HTTP=`` from a template whose value was unset) means unset
+    model_config = SettingsConfigDict(env_prefix="BACKLAKE_", frozen=True, extra="ignore", env_ignore_empty=True)
 
     lake_uri: str = Field(
         default="./lake",
@@ -122,5 +124,14 @@ def get_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:  # one clear line per bad setting
-        raise ConfigError("; ".join(
-            str(err["msg"]).removeprefix("Value error, ") for err in e.errors())) from None
+        raise ConfigError("; ".join(_explain(err) for err in e.errors())) from None
+
+
+def _explain(err: Any) -> str:
+    """One line naming the variable, its value and what it takes."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if "BACKLAKE_" in msg or not err.get("loc"):
+        return msg
+    name = "BACKLAKE_" + str(err["loc"][0]).upper()
+    hint = " (use true or false)" if err.get("type") == "bool_parsing" else ""
+    return f"{name}={err.get('input')!r}: {msg}{hint}"

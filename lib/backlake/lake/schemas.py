@@ -82,6 +82,21 @@ SCHEMAS: dict[str, pa.Schema] = {
     "live_pnl": pa.schema([
         ("strategy", pa.string()), ("date", pa.date32()), ("daily_pnl", pa.float64()), ("nav", pa.float64()),
     ]),
+    # golden runs replayed by the regression flow: one row per run (re-adding one updates it)
+    "goldens": pa.schema([
+        ("run_id", pa.string()),
+        # JSON object metric -> absolute tolerance; metrics not in it use default_tolerance
+        ("tolerances", pa.string()), ("default_tolerance", pa.float64()),
+        ("added_by", pa.string()), ("added_at", TS), ("note", pa.string()),
+    ]),
+    # what each regression run found: one row per golden x metric (metric null and error set
+    # when a golden could not be replayed), all rows of one report under its report_id
+    "regression_reports": pa.schema([
+        ("report_id", pa.string()), ("ts", TS), ("source", pa.string()),
+        ("run_id", pa.string()), ("metric", pa.string()),
+        ("stored", pa.float64()), ("replayed", pa.float64()), ("abs_diff", pa.float64()),
+        ("tolerance", pa.float64()), ("ok", pa.bool_()), ("error", pa.string()),
+    ]),
 }
 
 #: Columns every write must carry; the other columns of a table may be absent (written as null).
@@ -98,6 +113,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "trials": ("parent_id", "trial", "params"),
     "windows": ("parent_id", "window"),
     "live_pnl": ("strategy", "date"),
+    "goldens": ("run_id", "tolerances", "default_tolerance", "added_by", "added_at"),
+    "regression_reports": ("report_id", "ts", "run_id", "ok"),
 }
 
 #: Partition columns per table (others are unpartitioned).

@@ -288,6 +288,19 @@ class Lake:
 
         _retry(delete, what)
 
+    def delete(self, table: str, predicate: str, what: str) -> int:
+        """Delete the rows matching ``predicate`` (Delta SQL) in one commit; returns how many
+        were deleted (0: none matched, nothing committed). A concurrent commit that removed the
+        same files fails this one, which then re-reads the table, so of two callers deleting
+        the same row one deletes it and the other finds nothing."""
+
+        def delete() -> int:
+            metrics = self.ensure(table).delete(
+                predicate, commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES))
+            return int(metrics.get("num_deleted_rows") or 0)
+
+        return _retry(delete, what)
+
     def upsert_runs(self, df: pl.DataFrame | pa.Table) -> list[str]:
         """Record run rows: at most one row per run_id, a completed row never replaced.
 

@@ -1,8 +1,11 @@
 """Backtests submitted from the dashboard: one queue per server, shared by every session.
 
-A job runs through the library's run protocol (``backlake.runs.backtest``: plan, execute,
-commit) in a worker thread, one job at a time, and is recorded with ``created_by`` = the
-signed-in user who submitted it. Submitting needs :func:`backlake.auth.can_submit`;
+A job runs as a Prefect flow run (``flows.backtest.submitted_backtest_flow``: named after
+the backtest, tagged with its strategy and ``user:<owner>``, with a markdown artifact) through
+the library's run protocol (plan, execute, commit) in a worker thread, one job at a time, and
+is recorded with ``created_by`` = the signed-in user who submitted it. The dashboard's
+command picks the Prefect API first (the running local server, or ``PREFECT_API_URL``).
+Submitting needs :func:`backlake.auth.can_submit`;
 cancelling needs :func:`backlake.auth.can_cancel` (your own jobs, or anyone's as an admin).
 A queued job is dropped; a running one stops before its commit, so nothing of it lands in
 the lake. A job whose run is already in the lake (same config on the same data) commits
@@ -24,7 +27,6 @@ from dataclasses import dataclass, field, replace
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError
-from backlake.lake import Lake
 from backlake.settings import Settings, get_settings
 from dashboards.identity import Identity, PermissionDenied, cancel_gate, require, submit_gate
 
@@ -61,24 +63,14 @@ Runner = Callable[[Job, Settings, Callable[[], bool]], tuple[str, str | None, st
 
 
 def run_backtest_job(job: Job, settings: Settings, cancelled: Callable[[], bool]) -> tuple[str, str | None, str]:
-    """Plan, execute and commit one backtest as ``job.owner``, through the run protocol."""
-    from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
+    """Run one backtest as ``job.owner``: the ``backtest`` Prefect flow (named after the
+    backtest, tagged ``user:<owner>``, with its markdown artifact) in this thread, through the
+    run protocol (``backlake.runs.backtest.run_submitted``: plan, execute, commit)."""
+    from flows.backtest import submitted_backtest_flow
 
-    lake = Lake(settings)
-    (planned,) = plan_runs(lake, [job.config])
-    if planned.done:
-        return "completed", planned.run_id, "already in the lake (the same config on the same data)"
-    if cancelled():
-        return "cancelled", None, "stopped before it ran; nothing was written"
-    outcome = execute_run(lake, planned)
-    if cancelled():
-        return "cancelled", None, "stopped before its commit; nothing was written"
-    committed = commit_outcomes(lake, [outcome], created_by=job.owner)
-    if not committed:
-        return "completed", planned.run_id, "another attempt is running or has run it"
-    if outcome.error:
-        return "failed", planned.run_id, outcome.error.splitlines()[0]
-    return "completed", planned.run_id, ""
+    config = job.config.model_dump(mode="json", exclude_unset=True)
+    out = submitted_backtest_flow(config, job.owner, cancelled, lake_uri=settings.lake_uri)
+    return str(out["status"]), out["run_id"], str(out["message"])
 
 
 class JobQueue:

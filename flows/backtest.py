@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
@@ -9,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacktestError
-from backlake.runs.backtest import PlannedRun, RunOutcome, execute_run, plan_runs
+from backlake.runs.backtest import PlannedRun, RunOutcome, execute_run, plan_runs, run_submitted
 from backlake.runs.checks import check_configs
 from backlake.runs.commit import commit
 from flows._common import (
@@ -77,3 +78,21 @@ def backtest_flow(configs: list[dict[str, Any]] | dict[str, Any], lake_uri: str 
             + "; ".join(f"{r['run_id']}: {r['error'].splitlines()[0]}" for r in failed)
         )
     return out
+
+
+@flow(name="backtest", flow_run_name=flow_run_namer("backtest"), **STOP_HOOKS)
+def submitted_backtest_flow(configs: dict[str, Any], owner: str, cancelled: Callable[[], bool] | None = None,
+                            lake_uri: str | None = None) -> dict[str, Any]:
+    """One backtest submitted from the dashboard by ``owner`` (the signed-in user, recorded as
+    ``created_by`` and tagged ``user:<owner>``), in the dashboard's process: ``cancelled()``
+    (the job queue's flag) is asked before it runs and before its commit, so a cancelled job
+    writes nothing. Returns ``{"status", "run_id", "message"}``."""
+    label_flow_run("backtest", config_strategies(configs), user=owner)
+    cfg = BacktestConfig.model_validate(configs)
+    lake = open_lake(lake_uri)
+    status, run_id, message = run_submitted(lake, cfg, created_by=owner, cancelled=cancelled or (lambda: False),
+                                            attempt=current_attempt())
+    if run_id is not None and status != "cancelled":
+        publish_runs(lake, "backtest", [run_id])
+    get_run_logger().info("submitted by %s: %s %s %s", owner, status, run_id or "", message)
+    return {"status": status, "run_id": run_id, "message": message}

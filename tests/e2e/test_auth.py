@@ -73,12 +73,15 @@ def auth_lake(tmp_path_factory: pytest.TempPathFactory) -> AuthLake:
 
 
 @pytest.fixture(scope="module")
-def server(auth_lake: AuthLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`backlake dashboard` (python -m flows.cli) on a free port; the base URL."""
+def server(auth_lake: AuthLake, tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[str]:
+    """`backlake dashboard` (python -m flows.cli) on a free port; the base URL. Submitted jobs
+    run as flow runs on the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKLAKE_", "PANEL_", "BOKEH_"))}
     env.update(BACKLAKE_LAKE_URI=auth_lake.settings.lake_uri, BACKLAKE_USERS_FILE=str(auth_lake.users_file),
-               BACKLAKE_USER="cli-user")
+               BACKLAKE_USER="cli-user", PREFECT_API_URL=str(PREFECT_API_URL.value()))
     log = tmp_path_factory.mktemp("panel") / "dashboard.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -280,6 +283,18 @@ def test_researcher_submits_a_run_recorded_as_theirs(session: Session, server: s
     page.locator(".runs-table .tabulator-row", has_text=run_id).wait_for()  # the table re-read the lake
     session.shot("researcher-submitted")
     assert session.errors == []
+    # the job was a Prefect flow run: named after the backtest, tagged with bob, its artifact has the run
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["user:bob"])))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    assert flow_run.name == "backtest sma_crossover GOOG fast=7 slow=60", flow_run.name
+    assert {"kind:backtest", "strategy:sma_crossover"} <= set(flow_run.tags)
+    assert flow_run.state_type.value == "COMPLETED"
+    assert any(run_id in (a.data or "") for a in artifacts)
 
 
 # -- without a browser ----------------------------------------------------------------------------

@@ -148,3 +148,30 @@ def test_invalid_config_fails_with_its_config_error_under_the_plain_name(prefect
     assert run.name == "sweep sma_crosover SYN0 6 combos"
     assert not any(t.startswith("strategy:") for t in run.tags)  # a misspelt strategy tags nothing
     assert lake.read("runs").is_empty()
+
+
+def test_a_dashboard_job_is_a_flow_run_of_its_submitter_and_a_cancelled_one_writes_nothing(prefect_harness,
+                                                                                           lake: Lake, user: str):
+    """The dashboard's job runner (dashboards.jobs.run_backtest_job) runs the backtest flow as the
+    signed-in user who submitted it, not the dashboard's own user; cancelled before its commit,
+    the flow run completes with nothing in the lake."""
+    from backlake.config import BacktestConfig
+    from dashboards.jobs import Job, run_backtest_job
+
+    owner = f"{user}-signed-in"
+    cfg = BacktestConfig.model_validate({**CFG, "params": {"fast": 6, "slow": 25}})
+    status, run_id, message = run_backtest_job(Job(1, owner, cfg), lake.settings, lambda: True)
+    assert (status, run_id) == ("cancelled", None) and "nothing was written" in message
+    assert lake_runs(lake, "backtest") == []
+
+    status, run_id, message = run_backtest_job(Job(2, owner, cfg), lake.settings, lambda: False)
+    assert status == "completed" and message == ""
+    (row,) = lake_runs(lake, "backtest")
+    assert row["run_id"] == run_id and row["created_by"] == owner
+    assert flow_runs_of(user) == []  # tagged with the submitter, not the dashboard's BACKLAKE_USER
+    cancelled, done = sorted(flow_runs_of(owner), key=lambda r: r.start_time)
+    for run in (cancelled, done):
+        assert_labelled(run, "backtest sma_crossover SYN0 fast=6 slow=25", "backtest", owner)
+        assert run.state_type.value == "COMPLETED"
+    assert markdown_of(cancelled.id) == []
+    assert_artifact(done, "backtest-", run_id, f"SELECT * FROM metrics WHERE run_id = '{run_id}'")

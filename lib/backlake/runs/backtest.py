@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,8 @@ from backlake.runs.data import fingerprint, load_bars
 from backlake.runs.events import Attempt, claim
 from backlake.runs.ids import run_id
 
-__all__ = ["PlannedRun", "RunOutcome", "plan_runs", "execute_run", "commit_outcomes", "backtest_request",
-           "cached_bars"]
+__all__ = ["PlannedRun", "RunOutcome", "plan_runs", "execute_run", "commit_outcomes", "run_submitted",
+           "backtest_request", "cached_bars"]
 
 
 def _now() -> dt.datetime:
@@ -144,3 +144,27 @@ def commit_outcomes(
     mine = [o for o in outcomes if o.planned.run_id in started.claimed]
     commit(lake, [o.record(started.claimed[o.planned.run_id]) for o in mine], attempt, created_by=created_by)
     return [o.planned.run_id for o in mine]
+
+
+def run_submitted(
+    lake: Lake, config: BacktestConfig, *, created_by: str, cancelled: Callable[[], bool] = lambda: False,
+    attempt: Attempt | None = None,
+) -> tuple[str, str | None, str]:
+    """Plan, execute and commit one submitted backtest as ``created_by``: ``(status, run_id,
+    message)`` with status completed, failed or cancelled. ``cancelled()`` is asked before the
+    run starts and again before its commit, so a cancelled job writes nothing. A run already
+    in the lake (the same config on the same data) is that run, committed again by no one."""
+    (planned,) = plan_runs(lake, [config])
+    if planned.done:
+        return "completed", planned.run_id, "already in the lake (the same config on the same data)"
+    if cancelled():
+        return "cancelled", None, "stopped before it ran; nothing was written"
+    outcome = execute_run(lake, planned)
+    if cancelled():
+        return "cancelled", None, "stopped before its commit; nothing was written"
+    committed = commit_outcomes(lake, [outcome], attempt=attempt, created_by=created_by)
+    if not committed:
+        return "completed", planned.run_id, "another attempt is running or has run it"
+    if outcome.error:
+        return "failed", planned.run_id, outcome.error.splitlines()[0]
+    return "completed", planned.run_id, ""

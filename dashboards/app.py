@@ -11,12 +11,10 @@ user sees only why, and no data. The header shows the user, their role and a sig
 
 from __future__ import annotations
 
-import html
-
 import panel as pn
 
-from dashboards.identity import Identity, current_identity
 from dashboards.jobs import shared_queue
+from dashboards.layout import page
 from dashboards.runs import RunsPage
 from dashboards.store import LakeStore
 
@@ -25,41 +23,12 @@ pn.extension("tabulator", sizing_mode="stretch_width")
 #: How often a session looks at the jobs submitted from this dashboard (milliseconds).
 JOBS_POLL_MS = 1000
 
-HEADER_CSS = """
-:host { margin-left: auto; }
-.bl-user { color: #fff; font-size: 0.95rem; white-space: nowrap; }
-.bl-user .bl-role { display: inline-block; margin-left: 6px; padding: 1px 8px; border-radius: 10px;
-  background: rgba(255, 255, 255, 0.18); font-size: 0.8rem; }
-.bl-user a { color: #fff; margin-left: 14px; text-decoration: underline; }
-"""
-
-
-def user_badge(identity: Identity) -> pn.pane.HTML:
-    """``alice [researcher]  Sign out`` for the header (no link without a login)."""
-    if identity.user is None:
-        text = "not signed in"
-    else:
-        text = f"{html.escape(identity.name)}<span class='bl-role'>{html.escape(identity.role)}</span>"
-    if identity.mode == "none":
-        text += " <span class='bl-role'>no login (--no-auth)</span>"
-    elif identity.user is not None:
-        text += " <a class='bl-logout' href='./logout'>Sign out</a>"
-    return pn.pane.HTML(f"<div class='bl-user'>{text}</div>", stylesheets=[HEADER_CSS], css_classes=["user-badge"],
-                        sizing_mode="fixed", width=420, height=28, align="center")
-
-
-identity = current_identity()
-# Bootstrap: its assets are served by Panel itself (the Fast/Material designs fetch web fonts
-# from Google, which fails on machines without internet and logs console errors).
-template = pn.template.BootstrapTemplate(title="backlake — runs", header_background="#1f3b57")
-template.header.append(user_badge(identity))
-if identity.user is None:
-    template.main.append(pn.pane.Alert(identity.problem, alert_type="danger", css_classes=["access-denied"]))
-else:
+template, identity = page("app", "runs")
+if identity is not None:
     store = LakeStore()
     pn.state.on_session_destroyed(lambda _context: store.close())
-    page = RunsPage(store, identity=identity, jobs=shared_queue())
-    template.main.append(page)
-    template.sidebar.extend(page.sidebar())
-    pn.state.add_periodic_callback(page.poll, period=JOBS_POLL_MS)
+    runs_page = RunsPage(store, identity=identity, jobs=shared_queue())
+    template.main.append(runs_page)
+    template.sidebar.extend(runs_page.sidebar())
+    pn.state.add_periodic_callback(runs_page.poll, period=JOBS_POLL_MS)
 template.servable(title="backlake — runs")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import panel as pn
 
 from dashboards.jobs import shared_queue
-from dashboards.layout import page
+from dashboards.layout import page, watch_versions
 from dashboards.runs import RunsPage
 from dashboards.store import LakeStore
 
@@ -31,4 +31,6 @@ if identity is not None:
     template.main.append(runs_page)
     template.sidebar.extend(runs_page.sidebar())
     pn.state.add_periodic_callback(runs_page.poll, period=JOBS_POLL_MS)
+    # a banner when the lake's runs table moves past the version this page shows
+    watch_versions(template, store, ("runs",), on_refresh=runs_page.reload)
 template.servable(title="backlake — runs")

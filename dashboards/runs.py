@@ -152,13 +152,14 @@ class RunsTable(pn.viewable.Viewer):
     n_runs = param.Integer(default=0, doc="How many completed runs the table shows.")
     n_total = param.Integer(default=0, doc="How many completed runs the lake holds (whoever made them).")
     owner = param.String(default=None, allow_None=True, doc="Show only the runs this user created; None: all.")
+    selected = param.List(default=[], item_type=str, doc="The selected runs, in the order they were selected.")
 
     def __init__(self, store: LakeStore, **params: object) -> None:
         super().__init__(**params)
         self.store = store
         self.message = _alert(EMPTY_LAKE, "info")
         self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=1, disabled=True,
+            pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=True, disabled=True,
             titles=RUN_TITLES, formatters=RUN_FORMATTERS, layout="fit_data_stretch",
             pagination="local", page_size=15, frozen_columns=["run_id"], sizing_mode="stretch_width",
             header_align="center", css_classes=["runs-table"], stylesheets=[TABLE_CSS],
@@ -183,8 +184,9 @@ class RunsTable(pn.viewable.Viewer):
             return
         shown = runs.assign(params=runs["params"].map(format_params))
         self._table.value = shown
-        rows = shown.index[shown["run_id"] == self.run_id].tolist()
-        self._table.selection = rows[:1]
+        keep = list(dict.fromkeys([*self.selected, *([self.run_id] if self.run_id else [])]))
+        rows = shown.index[shown["run_id"].isin(keep)].tolist()
+        self._table.selection = rows
         self.message.visible, self._table.visible = False, True
 
     def _show_message(self, text: str, kind: str) -> None:
@@ -194,8 +196,13 @@ class RunsTable(pn.viewable.Viewer):
         self.run_id = None
 
     def _on_select(self, event: param.parameterized.Event) -> None:
-        rows = event.new
-        self.run_id = str(self._table.value["run_id"].iloc[rows[0]]) if rows else None
+        """Several rows may be selected (Ctrl/Shift-click, to compare them); the detail follows
+        the one selected last."""
+        ids = [str(self._table.value["run_id"].iloc[i]) for i in event.new]
+        added = [r for r in ids if r not in self.selected]
+        kept = [r for r in self.selected if r in ids]
+        self.selected = kept + added
+        self.run_id = added[-1] if added else (self.run_id if self.run_id in ids else (kept[-1] if kept else None))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self.message, self._table, sizing_mode="stretch_width")
@@ -225,6 +232,7 @@ class RunDetail(pn.viewable.Viewer):
             return _alert(f"**Cannot read run `{self.run_id}`**: {e}", "danger")
         return pn.Column(
             self._header(run),
+            edit_copy_link(self.run_id),
             self._charts(self.run_id, equity),
             pn.Row(
                 pn.Column("#### Metrics", self._metrics(metrics), sizing_mode="stretch_width"),
@@ -304,6 +312,40 @@ class RunDetail(pn.viewable.Viewer):
             pn.panel(self._view, loading_indicator=True), sizing_mode="stretch_width",
             css_classes=["run-detail"],
         )
+
+
+def edit_copy_link(run_id: str) -> pn.pane.HTML:
+    """"Edit a copy": the config editor with this run's config loaded (``./editor?from=<id>``)."""
+    rid = html.escape(run_id)
+    return pn.pane.HTML(
+        f"<a class='edit-copy' href='./editor?from={rid}' style='font-weight:600'>✎ Edit a copy in the "
+        "config editor</a>", css_classes=["edit-copy-link"], sizing_mode="stretch_width", margin=(0, 10),
+    )
+
+
+def run_from_url() -> str | None:
+    """The run a link asks to open (``./app?run=<id>``), or None."""
+    raw = (pn.state.session_args or {}).get("run")
+    if not raw:
+        return None
+    value = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
+    return value.strip() or None
+
+
+def compare_link(selected: list[str]) -> pn.pane.HTML:
+    """"Compare selected (n)": the compare page on the selected runs (``./compare?runs=a,b``), a
+    link once 2 to 10 runs are selected, a hint otherwise."""
+    n = len(selected)
+    if 2 <= n <= 10:
+        href = html.escape(f"./compare?runs={','.join(selected)}&baseline={selected[0]}&basis=net")
+        text = (f"<a class='compare-selected btn btn-outline-primary btn-sm' href='{href}'>"
+                f"Compare selected ({n})</a>")
+    else:
+        text = ("<span class='compare-hint' style='color:#5f6b7a'>"
+                + ("Ctrl- or Shift-click 2 to 10 runs to compare them" if n < 2
+                   else f"{n} selected: compare at most 10") + "</span>")
+    return pn.pane.HTML(text, css_classes=["compare-link"], sizing_mode="fixed", width=260, height=36,
+                        align="center")
 
 
 def default_owner_filter(identity: Identity) -> str:
@@ -472,6 +514,24 @@ class RunsPage(pn.viewable.Viewer):
         self.jobs = jobs
         self.submit = SubmitForm(self.identity, jobs) if jobs is not None else None
         self.jobs_list = JobsList(self.identity, jobs, on_finished=self.reload) if jobs is not None else None
+        self.open_run(run_from_url())
+
+    def open_run(self, run_id: str | None) -> None:
+        """Select ``run_id`` in the table and show its detail (showing everyone's runs when it is
+        not in the current filter); nothing when it is None or not a completed run."""
+        if not run_id:
+            return
+        try:
+            runs = self.store.runs()
+        except BacklakeError:
+            return
+        if not (runs["run_id"] == run_id).any():
+            return
+        mine = (runs["run_id"] == run_id) & (runs["created_by"] == self.table.owner)
+        if self.table.owner is not None and not mine.any():
+            self.owner_filter.value = EVERYONE
+        self.table.run_id = run_id
+        self.table.load()
 
     def _owner(self, choice: str) -> str | None:
         return self.identity.name if choice == MINE else None
@@ -521,8 +581,8 @@ class RunsPage(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         t = self.table.param
         return pn.Column(
-            pn.Row(pn.bind(self._summary, t.n_runs, t.n_total, t.owner), self.owner_filter, self._refresh,
-                   sizing_mode="stretch_width"),
+            pn.Row(pn.bind(self._summary, t.n_runs, t.n_total, t.owner), pn.bind(compare_link, t.selected),
+                   self.owner_filter, self._refresh, sizing_mode="stretch_width"),
             self.table,
             # no detail area under the "no runs yet" message
             pn.Column(pn.layout.Divider(), self.detail, visible=t.n_runs.rx() > 0, sizing_mode="stretch_width"),

@@ -120,6 +120,22 @@ class LakeStore:
 
         return self._cached(("metrics", run_id, segment), load)
 
+    def comparison(self, run_ids: list[str], baseline: str | None = None, basis: str = "net") -> Any:
+        """``backlake.analytics.compare.compare_runs`` over this store's connection (cached;
+        a ConfigError for bad input is raised, not cached)."""
+        from backlake.analytics.compare import compare_runs
+
+        def load() -> Any:
+            with self._lock:
+                if self._con is None:
+                    self._con = connect(self.settings)
+                try:
+                    return compare_runs(self._con, run_ids, baseline=baseline, basis=basis)
+                except duckdb.Error as e:
+                    raise LakeError(f"query on the lake at {self.lake_uri} failed: {e}") from e
+
+        return self._cached(("compare", tuple(run_ids), baseline, basis), load)
+
     # -- plumbing ------------------------------------------------------------------------------
     def _cached(self, key: Hashable, load: Callable[[], T]) -> T:
         with self._lock:

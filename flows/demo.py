@@ -41,6 +41,27 @@ SWEEP_GRID = {"fast": [5, 10, 15, 20, 30, 50], "slow": [30, 50, 100, 150, 200]}
 #: the note of the golden the demo adds: its reference backtest (the first config)
 GOLDEN_NOTE = "demo reference: GOOG SMA crossover 10/30"
 WALK_FORWARD = {"grid": {"fast": [10, 20, 50], "slow": [100, 200]}, "train": "4y", "test": "1y"}
+#: the demo's live feed: SMA 5/20 on the S&P 500 over 2018 as backtested, and as "traded live" with
+#: worse fills (the next bar's close instead of its open, 10 bps more slippage), linked to the backtest
+LIVE_STRATEGY = "sma-sp500-live"
+LIVE_CONFIG: dict = {
+    "strategy": "sma_crossover", "params": {"fast": 5, "slow": 20}, "universe": ["SP500"],
+    "start": "2018-01-01", "end": "2018-12-31", "timeframe": "1d", "initial_cash": 100_000,
+    "costs": {"commission_bps": 2, "slippage_bps": 1},
+}
+
+
+def demo_live_feed() -> dict:
+    """Backtest :data:`LIVE_CONFIG`, ingest its worse-fills feed as :data:`LIVE_STRATEGY`, link
+    the two and run the live monitor once (idempotent, like the rest of the demo)."""
+    from backlake.analytics.live import seed_live_feed
+    from flows.live_monitor import live_monitor_flow
+
+    run = backtest_flow([LIVE_CONFIG])[0]
+    report = seed_live_feed(open_lake(), LIVE_CONFIG, run["run_id"], LIVE_STRATEGY, user=get_settings().user)
+    monitor = live_monitor_flow(strategies=[LIVE_STRATEGY])
+    level = next((r["level"] for r in monitor["results"] if r["strategy"] == LIVE_STRATEGY), "NONE")
+    return {"strategy": LIVE_STRATEGY, "run_id": run["run_id"], "new_days": report.rows_new, "level": level}
 
 
 @flow(name="demo", flow_run_name=flow_run_namer("demo"), **STOP_HOOKS)
@@ -55,13 +76,15 @@ def demo_flow() -> dict:
     reference = runs[0]
     if reference["status"] in ("completed", "existing"):  # the regression's golden, once (never replaced)
         add_golden(open_lake(), reference["run_id"], note=GOLDEN_NOTE, if_absent=True)
+    live = demo_live_feed()
     progress.report("demo", 2, 4, "steps")
     sweep = sweep_flow(DEMO_CONFIGS[1], SWEEP_GRID)
     progress.report("demo", 3, 4, "steps")
     wf = walk_forward_flow(DEMO_CONFIGS[1], WALK_FORWARD["grid"], train=WALK_FORWARD["train"],
                            test=WALK_FORWARD["test"])
     progress.report("demo", 4, 4, "steps")
-    return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf, "golden": reference["run_id"]}
+    return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf, "golden": reference["run_id"],
+            "live": live}
 
 
 def run_demo(progress_mode: str = "auto") -> int:
@@ -87,6 +110,10 @@ def run_demo(progress_mode: str = "auto") -> int:
               f"stitched out-of-sample sharpe {wf['oos_sharpe']:.3f}")
     else:
         print(f"walk-forward {wf['run_id']}: already in the lake")
+    live = out.get("live")
+    if live:
+        print(f"live feed {live['strategy']} (worse fills of run {live['run_id']}): {live['new_days']} new day(s); "
+              f"live monitor level {live['level']} (`backlake live overlay {live['strategy']}`, page /live)")
     print(
         "\nNext:\n"
         "  open the dashboards:  .venv/bin/backlake dashboard   then browse http://127.0.0.1:5006/app\n"

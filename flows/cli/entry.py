@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from backlake.errors import BacklakeError, ConfigError, DataValidationError, LakeConnectionError
-from flows.cli import app, data, goldens, info, lake, runs, s3, server, users
+from flows.cli import app, compare, data, goldens, health, info, lake, live, runs, s3, server, users
 
 # one function per subcommand, in the order `backlake --help` lists them
 COMMANDS = (
@@ -27,6 +27,9 @@ COMMANDS = (
     info.add_strategies,
     lake.add_sql,
     lake.add_lake,
+    health.add_health,
+    compare.add_compare,
+    live.add_live,
     app.add_dashboard,
     users.add_users,
     server.add_server,

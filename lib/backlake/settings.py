@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from backlake.errors import ConfigError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "HealthThresholds"]
 
 
 def _default_user() -> str:
@@ -29,6 +29,53 @@ def _default_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (some containers)
         return "unknown"
+
+
+class HealthThresholds(BaseModel):
+    """How old (seconds since the last successful update) a source may be before it is STALE.
+
+    Per category (``price``/``volume`` 15 min, ``signal`` 10 min, ``fundamental`` one day) and
+    per table or source in ``overrides`` (exact name, or a glob like ``bars/*/SP500``), set as
+    JSON in ``BACKLAKE_HEALTH_THRESHOLDS``, e.g. for a nightly ingest:
+    ``{"price": 93600, "overrides": {"live_pnl": 172800}}``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price: int = 900
+    volume: int = 900
+    signal: int = 600
+    fundamental: int = 86400
+    overrides: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            from backlake._suggest import unknown_name_message
+
+            for key in data:
+                if key not in cls.model_fields:
+                    raise ValueError("BACKLAKE_HEALTH_THRESHOLDS: "
+                                     + unknown_name_message("key", str(key), cls.model_fields))
+        return data
+
+    @field_validator("price", "volume", "signal", "fundamental")
+    @classmethod
+    def _positive(cls, v: int, info: ValidationInfo) -> int:
+        if v <= 0:
+            raise ValueError(f"BACKLAKE_HEALTH_THRESHOLDS: {info.field_name}={v} must be a positive number of "
+                             "seconds, e.g. 900 (15 minutes)")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _positive_overrides(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, seconds in v.items():
+            if seconds <= 0:
+                raise ValueError(f"BACKLAKE_HEALTH_THRESHOLDS: overrides[{name!r}]={seconds} must be a positive "
+                                 "number of seconds, e.g. 86400 (one day)")
+        return v
 
 
 class Settings(BaseSettings):
@@ -54,6 +101,15 @@ class Settings(BaseSettings):
     users_file: Path = Field(
         default=Path("~/.backlake/users.json"), validate_default=True,
         description="The dashboard's users file (names, roles, scrypt password hashes; mode 0600).",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="URL the live monitor POSTs each new YELLOW / RED alert to, as JSON (none: no posts).",
+    )
+
+    health_thresholds: HealthThresholds = Field(
+        default_factory=HealthThresholds,
+        description="Staleness thresholds of the health monitor (JSON, see HealthThresholds).",
     )
 
     @field_validator("lake_uri")
@@ -125,6 +181,9 @@ def get_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:  # one clear line per bad setting
         raise ConfigError("; ".join(_explain(err) for err in e.errors())) from None
+    except SettingsError as e:  # a JSON setting that is not JSON
+        raise ConfigError(f"{e}: BACKLAKE_HEALTH_THRESHOLDS takes JSON, e.g. "
+                          '\'{"price": 93600, "overrides": {"live_pnl": 172800}}\'') from None
 
 
 def _explain(err: Any) -> str:

@@ -20,7 +20,7 @@ from backlake.calendars import calendar_of, periods_per_year
 from backlake.config import INTRADAY_TIMEFRAMES, BacktestConfig
 from backlake.data.schema import ENGINE_COLUMNS, date_filter
 from backlake.engine import nb
-from backlake.engine.records import EXIT_REASONS, FEE_NAMES, Direction, Market, MarketData, SizeMethod
+from backlake.engine.records import COST_NAMES, EXIT_REASONS, FEE_NAMES, Direction, Market, MarketData, SizeMethod
 from backlake.engine.result import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestResult
 from backlake.errors import BacktestError, ConfigError, DataValidationError
 from backlake.metrics import compute_metrics, monthly_returns, segment_metrics
@@ -289,13 +289,14 @@ def run_backtest(
     exits = np.asarray(sig.exits, dtype=np.bool_) if not use_w else np.zeros((n, m), dtype=np.bool_)
     weights = np.asarray(sig.weights, dtype=np.float64) if use_w else np.full((1, m), np.nan)
     mkt = MarketData(d["open"], d["high"], d["low"], d["close"], d["volume"], sigma, adv, prep.tradable)
-    equity, cash, position, trade_rec = nb.simulate_nb(mkt, entries, exits, weights, use_w, opts)
-    return _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start)
+    equity, cash, position, trade_rec, costs = nb.simulate_nb(mkt, entries, exits, weights, use_w, opts)
+    return _result(cfg, prep, bars, equity, cash, position, trade_rec, oos_start, costs)
 
 
 def _result(
     cfg: BacktestConfig, prep: Prepared, bars: pl.DataFrame, equity: np.ndarray, cash: np.ndarray,
     position: np.ndarray, trade_rec: np.ndarray, oos_start: dt.date | dt.datetime | None,
+    costs: np.ndarray | None = None,
 ) -> BacktestResult:
     d = prep.data
     close = d["close"]
@@ -313,6 +314,7 @@ def _result(
     eq = pl.DataFrame({
         "ts": prep.ts, "equity": equity, "cash": cash, "gross_exposure": gross_x, "net_exposure": net_x,
         "drawdown": equity / peak - 1.0, "ret": ret, "benchmark_equity": bench,
+        **_cost_columns(costs if costs is not None else np.zeros((equity.shape[0], len(COST_NAMES)))),
     }).select(EQUITY_COLUMNS)
     ts_np = prep.ts.dt.replace_time_zone(None).to_numpy()
     kw = {"benchmark_equity": bench, "exposure": gross_x}
@@ -326,6 +328,16 @@ def _result(
         config=cfg, trades=trades, equity=eq, metrics=metrics, segments=segments,
         monthly_returns=monthly_returns(equity, ts_np), assets=assets, correlation=corr,
     )
+
+
+def _cost_columns(costs: np.ndarray) -> dict[str, np.ndarray]:
+    """The kernel's per-bar costs ``(n_bars, 4)`` (COST_NAMES order) as the equity's
+    COST_COLUMNS: the total first, added up in that order."""
+    split = {f"cost_{name}": np.ascontiguousarray(costs[:, k]) for k, name in enumerate(COST_NAMES)}
+    total = np.zeros(costs.shape[0])
+    for col in split.values():
+        total = total + col
+    return {"costs": total, **split}
 
 
 def trades_frame(rec: np.ndarray, ts: pl.Series, symbols: list[str]) -> pl.DataFrame:

@@ -166,6 +166,16 @@ def _price_moves(
     return price, slip * qty, imp * qty
 
 
+@njit(cache=True)
+def _charge(acct: Record, fill: Record, fee: float, slip: float, imp: float) -> None:
+    """Add one fill's costs to the current bar's (``account_dt``): commission, the other fees,
+    slippage and impact."""
+    acct.bar_commission += fill.commission
+    acct.bar_fees += fee - fill.commission
+    acct.bar_slippage += slip
+    acct.bar_impact += imp
+
+
 # -- the book -----------------------------------------------------------------------------------
 @njit(cache=True)
 def _new_book(m: int, cash: float) -> Book:
@@ -253,21 +263,24 @@ def _log_trade(trades: np.ndarray, book: Book, j: int, exit_idx: int, reason: in
 def simulate_nb(
     mkt: MarketData, entries: np.ndarray, exits: np.ndarray, weights: np.ndarray, use_weights: bool,
     o: SimOptions,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Simulate; see the module docstring. Arrays are ``(n_bars, n_assets)``.
 
     ``mkt.tradable[i, j]`` is False where asset j has no real bar i (a carried-forward price):
     nothing fills there; pending orders wait for the asset's next real bar. A ``(1, 1)``
     array means every bar is tradable.
 
-    Returns ``(equity, cash, position, trades)``: equity and cash per bar, position (units,
-    signed) per bar and asset, and the trades (a ``trade_dt`` record array).
+    Returns ``(equity, cash, position, trades, costs)``: equity and cash per bar, position
+    (units, signed) per bar and asset, the trades (a ``trade_dt`` record array) and the costs
+    charged on each bar, ``(n_bars, 4)`` money amounts in the order of ``COST_NAMES``
+    (commission, other fees, slippage, impact).
     """
     n, m = mkt.close.shape
     # what the per-bar loop reads; the helpers that take the whole book run on events only
     open_, high, low, close, tradable = mkt.open, mkt.high, mkt.low, mkt.close, mkt.tradable
     equity = np.empty(n)
     cash_out = np.empty(n)
+    costs_out = np.zeros((n, 4))
     position = np.zeros((n, m))
     trades = np.empty(max(16, 4 * m), dtype=trade_dt)
     book = _new_book(m, o.initial_cash)
@@ -275,6 +288,11 @@ def simulate_nb(
     pend_weights_row = -1
 
     for i in range(n):
+        acct0 = account[0]
+        acct0.bar_commission = 0.0
+        acct0.bar_fees = 0.0
+        acct0.bar_slippage = 0.0
+        acct0.bar_impact = 0.0
         # ---- 1. fills at this bar's open ---------------------------------------------------
         if o.fill_next_open and (i > 0):
             if pend_weights_row >= 0:
@@ -350,6 +368,11 @@ def simulate_nb(
             position[i, j] = pos[j]
         equity[i] = value
         cash_out[i] = cash
+        acct0 = account[0]
+        costs_out[i, 0] = acct0.bar_commission
+        costs_out[i, 1] = acct0.bar_fees
+        costs_out[i, 2] = acct0.bar_slippage
+        costs_out[i, 3] = acct0.bar_impact
 
     # ---- positions still open: marked to the last close --------------------------------------
     for j in range(m):
@@ -360,7 +383,7 @@ def simulate_nb(
             t.close_qty += q
             t.close_val += q * px
             trades = _log_trade(trades, book, j, n - 1, ExitReason.END_OF_DATA)
-    return equity, cash_out, position, trades[: account[0].n_trades]
+    return equity, cash_out, position, trades[: account[0].n_trades], costs_out
 
 
 @njit(cache=True)
@@ -526,6 +549,7 @@ def _reduce(
     fee = _fees(price * q, q, is_buy, o, fill)
     acct = book.account[0]
     acct.cash += (-price * q if is_buy else price * q) - fee
+    _charge(acct, fill, fee, slip, imp)
     t = book.open_trade[j]
     _add_fees(t, fill)
     t.slippage_cost += slip
@@ -596,6 +620,7 @@ def _increase(
     fill = book.fill_fees[0]
     fee = _fees(price * q, q, is_buy, o, fill)
     acct.cash += (-price * q if is_buy else price * q) - fee
+    _charge(acct, fill, fee, slip, imp)
     t = book.open_trade[j]
     if not t.is_open:
         t.is_open = True

@@ -148,7 +148,7 @@ def sweep_sma_nb(
                 entries[i, 0] = True
             elif flips_above_at(s[i - 1], f[i - 1], s[i], f[i]):
                 exits[i, 0] = True
-        eq, _cash, pos, tr = simulate_nb(mkt, entries, exits, no_weights, False, o)
+        eq, _cash, pos, tr, _costs = simulate_nb(mkt, entries, exits, no_weights, False, o)
         perf_metrics_nb(eq, pos, tr, t_us, ppy, o.initial_cash, out[p])
     return out
 
@@ -166,8 +166,8 @@ def sweep_signals_nb(
     no_weights = np.full((1, m), np.nan)
     for k in prange(c):
         if use_weights:
-            eq, _cash, pos, tr = simulate_nb(mkt, no_events, no_events, weights[k], True, o)
+            eq, _cash, pos, tr, _costs = simulate_nb(mkt, no_events, no_events, weights[k], True, o)
         else:
-            eq, _cash, pos, tr = simulate_nb(mkt, entries[k], exits[k], no_weights, False, o)
+            eq, _cash, pos, tr, _costs = simulate_nb(mkt, entries[k], exits[k], no_weights, False, o)
         perf_metrics_nb(eq, pos, tr, t_us, ppy, o.initial_cash, out[k])
     return out

@@ -26,7 +26,7 @@ from typing import Any, Final, NamedTuple, TypeAlias
 import numpy as np
 
 __all__ = [
-    "Direction", "SizeMethod", "Market", "ExitReason", "EXIT_REASONS", "FEE_NAMES", "SWEEP_METRICS",
+    "Direction", "SizeMethod", "Market", "ExitReason", "EXIT_REASONS", "FEE_NAMES", "COST_NAMES", "SWEEP_METRICS",
     "NO_PENDING", "MarketData", "Book", "Record", "fee_dt", "trade_dt", "open_trade_dt", "pending_dt", "account_dt",
     "metrics_dt",
 ]
@@ -156,8 +156,17 @@ pending_dt: Final = np.dtype([
 ], align=True)
 """The order an asset has waiting."""
 
-account_dt: Final = np.dtype([("cash", np.float64), ("n_trades", np.int64)], align=True)
-"""Shared cash and the number of trades recorded so far."""
+account_dt: Final = np.dtype([
+    ("cash", np.float64), ("n_trades", np.int64),
+    # the costs charged on the bar being simulated (money): reset at each bar, written per bar
+    ("bar_commission", np.float64), ("bar_fees", np.float64), ("bar_slippage", np.float64),
+    ("bar_impact", np.float64),
+], align=True)
+"""Shared cash, the number of trades recorded so far and the current bar's costs (commission,
+market fees besides commission, slippage and impact, in the order of :data:`COST_NAMES`)."""
+
+# The per-bar cost split the engine records with the equity (money charged that bar).
+COST_NAMES: Final = ("commission", "fees", "slippage", "impact")
 
 metrics_dt: Final = np.dtype([(name, np.float64) for name in SWEEP_METRICS])
 """One simulation's metrics; counts are floats too (NaN = undefined, as the sweep frame has them)."""

@@ -29,6 +29,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("sortino", pa.float64()), ("max_drawdown", pa.float64()), ("n_trades", pa.int64()),
         # the fingerprint of the bars the run read (part of its id; see backlake.runs.data)
         ("data_fingerprint", pa.string()),
+        # cost summary (money over the run: the sums of equity's per-bar costs; null = none recorded)
+        ("total_costs", pa.float64()), ("cost_commission", pa.float64()), ("cost_fees", pa.float64()),
+        ("cost_slippage", pa.float64()), ("cost_impact", pa.float64()),
     ]),
     "run_events": pa.schema([
         ("run_id", pa.string()), ("status", pa.string()), ("ts", TS), ("message", pa.string()),
@@ -39,6 +42,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("ts", TS), ("equity", pa.float64()), ("cash", pa.float64()),
         ("gross_exposure", pa.float64()), ("net_exposure", pa.float64()),
         ("drawdown", pa.float64()), ("ret", pa.float64()), ("benchmark_equity", pa.float64()),
+        # costs charged that bar (money; null = the run recorded none): the total and its split
+        # into commission, market fees besides commission, slippage and impact; gross = net + costs
+        ("costs", pa.float64()), ("cost_commission", pa.float64()), ("cost_fees", pa.float64()),
+        ("cost_slippage", pa.float64()), ("cost_impact", pa.float64()),
     ]),
     "trades": pa.schema([
         ("run_id", pa.string()), ("trade_id", pa.int64()), ("symbol", pa.string()),
@@ -81,6 +88,28 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "live_pnl": pa.schema([
         ("strategy", pa.string()), ("date", pa.date32()), ("daily_pnl", pa.float64()), ("nav", pa.float64()),
+        # the day's return (given, or derived from nav / daily_pnl at ingest; null on a base day),
+        # the file it came from and when (see backlake.analytics.live)
+        ("ret", pa.float64()), ("source", pa.string()), ("ingested_at", TS),
+    ]),
+    # the backtest each live strategy is watched against: one row per strategy (relinking replaces it)
+    "live_links": pa.schema([
+        ("strategy", pa.string()), ("run_id", pa.string()), ("linked_by", pa.string()), ("linked_at", TS),
+    ]),
+    # alerts: kind "live" (source = live strategy; one row per strategy x date, levels NONE /
+    # YELLOW / RED) or another monitor's kind; figures is JSON of anything else worth keeping
+    "alerts": pa.schema([
+        ("source", pa.string()), ("kind", pa.string()), ("run_id", pa.string()), ("date", pa.date32()),
+        ("level", pa.string()), ("tracking_error", pa.float64()), ("rolling_te", pa.float64()),
+        ("divergence", pa.float64()), ("divergence_start", pa.date32()), ("figures", pa.string()),
+        ("message", pa.string()), ("created_at", TS),
+    ]),
+    # what each freshness check found: one row per source (status OK / STALE / ERROR), all rows
+    # of one check under its check_id (see backlake.analytics.health)
+    "health_checks": pa.schema([
+        ("check_id", pa.string()), ("ts", TS), ("source", pa.string()), ("category", pa.string()),
+        ("table_name", pa.string()), ("status", pa.string()), ("last_update", TS),
+        ("age_seconds", pa.float64()), ("threshold_seconds", pa.int64()), ("message", pa.string()),
     ]),
     # golden runs replayed by the regression flow: one row per run (re-adding one updates it)
     "goldens": pa.schema([
@@ -113,6 +142,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "trials": ("parent_id", "trial", "params"),
     "windows": ("parent_id", "window"),
     "live_pnl": ("strategy", "date"),
+    "live_links": ("strategy", "run_id", "linked_at"),
+    "alerts": ("source", "kind", "level", "created_at"),
+    "health_checks": ("check_id", "ts", "source", "status"),
     "goldens": ("run_id", "tolerances", "default_tolerance", "added_by", "added_at"),
     "regression_reports": ("report_id", "ts", "run_id", "ok"),
 }

@@ -32,7 +32,7 @@ from backlake.runs.events import Attempt, End, finish
 from backlake.runs.ids import code_version
 
 __all__ = ["RunRecord", "commit", "runs_row", "metrics_rows", "completed_runs", "child_marks",
-           "CHILD_TABLES", "MAX_TRIAL_BATCHES"]
+           "CHILD_TABLES", "MAX_TRIAL_BATCHES", "COST_SUMMARY", "cost_summary"]
 
 #: Child tables keyed by run_id, written for every completed run that has the frame.
 CHILD_TABLES = ("equity", "trades", "metrics")
@@ -90,6 +90,20 @@ def metrics_rows(run_id: str, segments: dict[str, dict[str, Any]]) -> pl.DataFra
     }, schema={"run_id": pl.String, "segment": pl.String, "name": pl.String, "value": pl.Float64})
 
 
+#: The cost summary on a run's ``runs`` row (money over the whole run): runs column -> the
+#: per-bar equity column it adds up.
+COST_SUMMARY = {"total_costs": "costs", "cost_commission": "cost_commission", "cost_fees": "cost_fees",
+                "cost_slippage": "cost_slippage", "cost_impact": "cost_impact"}
+
+
+def cost_summary(equity: pl.DataFrame | None) -> dict[str, float]:
+    """The run's cost summary (:data:`COST_SUMMARY`) from its equity's per-bar costs; empty (null
+    columns) when the equity records none (an older engine, or a stitched walk-forward curve)."""
+    if equity is None or "costs" not in equity.columns or equity["costs"].null_count() == equity.height:
+        return {}
+    return {name: float(equity[col].sum()) for name, col in COST_SUMMARY.items() if col in equity.columns}
+
+
 def _equity_rows(run_id: str, equity: pl.DataFrame) -> pl.DataFrame:
     eq = equity.with_columns(pl.lit(run_id).alias("run_id"))
     if "drawdown" not in eq.columns:
@@ -120,6 +134,7 @@ def runs_row(rec: RunRecord, user: str) -> dict[str, Any]:
         "total_return": m.get("total_return"), "cagr": m.get("cagr"), "sharpe": m.get("sharpe"),
         "sortino": m.get("sortino"), "max_drawdown": m.get("max_drawdown"),
         "n_trades": int(n_trades) if n_trades is not None else None,
+        **cost_summary(rec.equity),
     }
 
 

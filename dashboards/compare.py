@@ -22,7 +22,7 @@ from bokeh.models import NumeralTickFormatter
 from backlake.analytics.compare import COST_METRICS, MAX_RUNS, MIN_RUNS, Comparison
 from backlake.errors import BacklakeError, ConfigError
 from backlake.metrics import METRIC_UNITS
-from dashboards.layout import page
+from dashboards.layout import page, watch_versions
 from dashboards.runs import format_params
 from dashboards.store import LakeStore
 
@@ -330,6 +330,9 @@ def _serve() -> None:
             template.main.append(pn.pane.Alert(html.escape(p), alert_type="warning", css_classes=["url-warning"]))
         template.main.append(ComparePage(store, runs=runs, baseline=baseline or (runs[0] if runs else None),
                                          basis=basis))
+        # the lake moved on (a new run, a maintenance rewrite): a banner; Load latest reloads the
+        # page, whose URL holds the comparison
+        watch_versions(template, store, ("runs", "equity", "metrics"))
     template.servable(title="backlake — compare")
 
 

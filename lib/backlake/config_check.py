@@ -504,7 +504,8 @@ def _gap_warnings(cfg: BacktestConfig, cov: Coverage,
         per = ", ".join(f"{s} {n}" for s, n in gaps.group_by("symbol").len().sort("symbol").iter_rows())
         out.append(Issue("universe", f"{gaps.height} stretch(es) without bars inside the period ({per}), the first "
                                      f"{first['symbol']} {first['from']:%Y-%m-%d} to {first['to']:%Y-%m-%d}: "
-                                     "market closures or missing data; check with `backlake lake status`"))
+                                     "trading sessions without a bar (exchange holidays and closures are not "
+                                     "counted); see the Health page's coverage"))
     return out
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from backlake import auth
@@ -189,14 +190,21 @@ def test_lake_checks_and_data_warnings(lake: Lake) -> None:
     outside = check_config({"strategy": "sma_crossover", "universe": ["GOOG"], "start": "1990-01-01",
                             "end": "1995-01-01", "costs": costs}, lake=lake)
     assert outside.errors[0].field == "start"
-    # GOOG's history starts in August 2004; no bars 2007-01-02 (a national day of mourning) and
-    # 2012-10-29/30 (Hurricane Sandy): stretches longer than the equity calendar allows
+    # GOOG's history starts in August 2004; its days without bars on 2007-01-02 (a national day
+    # of mourning) and 2012-10-29/30 (Hurricane Sandy) are NYSE closures, not gaps
     early = check_config({"strategy": "sma_crossover", "universe": ["GOOG"], "start": "2000-01-03",
                           "end": "2012-12-31", "costs": costs}, lake=lake)
     assert early.ok
     texts = [w.message for w in early.warnings_at("universe")]
     assert any("GOOG starts 2004-08-19" in t for t in texts), texts
-    assert any("2 stretch(es) without bars" in t and "2006-12-29 to 2007-01-03" in t for t in texts), texts
+    assert not any("without bars" in t for t in texts), texts
+    # a session without a bar is a gap: drop one Tuesday from a copy of GOOG
+    holed = Lake(Settings(lake_uri=str(lake.settings.root) + "-holed"))
+    ingest_bars(holed, goog_bars().filter(pl.col("ts").dt.date() != dt.date(2010, 3, 9)))
+    gap = check_config({"strategy": "sma_crossover", "universe": ["GOOG"], "start": "2010-01-04",
+                        "end": "2011-12-30", "costs": costs}, lake=holed)
+    texts = [w.message for w in gap.warnings_at("universe")]
+    assert any("1 stretch(es) without bars" in t and "2010-03-08 to 2010-03-10" in t for t in texts), texts
     clean = check_config({"strategy": "sma_crossover", "universe": ["GOOG"], "start": "2007-01-03",
                           "end": "2011-12-30", "costs": costs}, lake=lake)
     assert clean.ok and clean.warnings == ()

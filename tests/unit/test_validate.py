@@ -135,6 +135,37 @@ def test_weekend_and_holiday_on_daily_equities_are_not_gaps() -> None:
     assert report.gaps == 0 and report.counts["gap"] == 0
 
 
+def test_daily_equity_gaps_follow_the_nyse_sessions() -> None:
+    """Market closures are not gaps (2 January 2007, Hurricane Sandy's 29-30 October 2012,
+    Good Friday); a missing session is, even a single weekday the calendar-day rule missed."""
+    def at(*dates: dt.date, symbol: str = "AAA") -> list[dict]:
+        return [bar(symbol, dt.datetime(d.year, d.month, d.day, tzinfo=UTC)) for d in dates]
+
+    closures = (at(dt.date(2006, 12, 29), dt.date(2007, 1, 3), symbol="A")  # New Year + a national day of mourning
+                + at(dt.date(2012, 10, 26), dt.date(2012, 10, 31), symbol="B")  # Sandy: Mon 29 and Tue 30 closed
+                + at(dt.date(2024, 3, 28), dt.date(2024, 4, 1), symbol="C"))  # Good Friday
+    _, report = validate_bars(frame(closures))
+    assert report.gaps == 0
+    one_day = at(dt.date(2024, 3, 4), dt.date(2024, 3, 6))  # Tuesday 5 March missing
+    _, report = validate_bars(frame(one_day))
+    assert report.gaps == 1 and report.gap_examples[0]["from"] == "2024-03-04T00:00:00+00:00"
+    # before the sessions known (1990): the calendar-day rule
+    _, report = validate_bars(frame(at(dt.date(1985, 3, 4), dt.date(1985, 3, 6), dt.date(1985, 3, 12))))
+    assert report.gaps == 1
+    # fx daily bars have no exchange: a missing weekday within 4 days is not counted
+    _, report = validate_bars(frame([{**r, "symbol": "EURUSD"} for r in one_day]))
+    assert report.gaps == 0
+
+
+def test_missing_sessions_counts_between_two_dates() -> None:
+    from backlake.calendars import missing_sessions
+
+    got = missing_sessions("equity", ["2024-03-01", "2024-03-28", "2006-12-29", "1980-01-02"],
+                           ["2024-03-08", "2024-04-01", "2007-01-03", "1980-01-09"])
+    assert got.tolist() == [4, 0, 0, -1]
+    assert missing_sessions("crypto", ["2024-03-01"], ["2024-03-08"]).tolist() == [-1]
+
+
 def test_a_missing_week_on_daily_equities_is_one_gap_and_nothing_is_skipped() -> None:
     rows = days(dt.date(2024, 1, 1), 5) + days(dt.date(2024, 1, 15), 5)  # 8-12 Jan missing
     valid, report = validate_bars(frame(rows))

@@ -20,7 +20,7 @@ the symbol's calendar (``backlake.calendars.calendar_of``), after the bad rows a
 
 | timeframe | equity | fx | crypto |
 |---|---|---|---|
-| ``1d`` | > 4 calendar days apart | > 4 calendar days apart | > 1 day apart |
+| ``1d`` | a New York Stock Exchange session without a bar (holidays and closures are not gaps; outside the sessions known, 1990 to next year: > 4 calendar days apart) | > 4 calendar days apart | > 1 day apart |
 | ``1w`` / ``1mo`` | > 7 / > 35 days apart | same | same |
 | intraday | > 1 bar apart within a UTC day; between days > 4 calendar days | > 1 bar apart, except across the weekend (Fri 20:00 to Sun 23:00 UTC, DST slack included) | > 1 bar apart (24/7) |
 
@@ -39,9 +39,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from backlake.calendars import Calendar, bar_duration_seconds, calendar_of
+from backlake.calendars import EXCHANGES, Calendar, bar_duration_seconds, calendar_of, missing_sessions
 from backlake.config import TIMEFRAMES
 from backlake.data.schema import BAR_COLUMNS, BARS_SCHEMA
 from backlake.errors import DataValidationError
@@ -270,11 +271,29 @@ def _find_gaps(valid: pl.DataFrame, calendars: Mapping[str, Calendar]) -> pl.Dat
         .when(pl.col("timeframe") == "1mo").then(delta > 35 * day)
         .otherwise(intraday)
     )
-    return (
-        valid.with_columns(prev.alias("from"), is_gap.fill_null(False).alias("_gap"))
-        .filter(pl.col("_gap"))
-        .select("symbol", "timeframe", "from", pl.col("ts").alias("to"))
-    )
+    flagged = valid.with_columns(prev.alias("from"), is_gap.fill_null(False).alias("_gap"), cal.alias("_cal"))
+    flagged = _session_gaps(flagged)
+    return flagged.filter(pl.col("_gap")).select("symbol", "timeframe", "from", pl.col("ts").alias("to"))
+
+
+def _session_gaps(flagged: pl.DataFrame) -> pl.DataFrame:
+    """Daily bars of a calendar with an exchange (equities: XNYS): a gap is a session of the
+    exchange with no bar, so holidays and one-off closures are not gaps and a missing weekday
+    is; pairs outside the sessions known keep the calendar-day rule."""
+    daily = (pl.col("timeframe") == "1d") & pl.col("from").is_not_null() & pl.col("_cal").is_in(list(EXCHANGES))
+    skipped = (pl.col("ts").dt.date() - pl.col("from").dt.date()).dt.total_days() > 1
+    flagged = flagged.with_row_index("_i")
+    cand = flagged.filter(daily & skipped)
+    if cand.height:
+        missing = np.zeros(cand.height, dtype=np.int64)
+        for calendar in cand["_cal"].unique().to_list():
+            mask = (cand["_cal"] == calendar).to_numpy()
+            missing[mask] = missing_sessions(calendar, cand.filter(pl.Series(mask))["from"].dt.date().to_numpy(),
+                                             cand.filter(pl.Series(mask))["ts"].dt.date().to_numpy())
+        decided = cand.select("_i", pl.Series("_missing", missing))
+        flagged = flagged.join(decided, on="_i", how="left").with_columns(
+            pl.when(pl.col("_missing") >= 0).then(pl.col("_missing") > 0).otherwise(pl.col("_gap")).alias("_gap"))
+    return flagged
 
 
 # -- report ---------------------------------------------------------------------------------

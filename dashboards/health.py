@@ -152,9 +152,10 @@ class HealthPage(pn.viewable.Viewer):
             gaps = int(df["gaps"].sum())
             self.coverage_note.object = (
                 f"{len(df)} symbol/timeframe series, {int(df['bars'].sum()):,} bars, {gaps} gap(s). A gap is a "
-                "missing stretch on the symbol's exchange calendar (equity/fx daily: more than 4 calendar days "
-                "between bars; crypto: more than one; intraday: a missing bar within the session), the rule "
-                "the ingest validation counts.")
+                "missing stretch on the symbol's calendar (daily equities: a New York Stock Exchange session "
+                "without a bar, so holidays and closures are not gaps; fx daily: more than 4 calendar days "
+                "between bars; crypto: more than one day; intraday: a missing bar within the session), the "
+                "rule the ingest validation counts.")
         self.coverage.value = df
 
     def __panel__(self) -> pn.viewable.Viewable:

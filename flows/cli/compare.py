@@ -65,10 +65,10 @@ def _table(cmp: Any) -> str:
     mrows = []
     for m in cmp.metrics:
         marks = {r: ("+" if r in m.best else "-" if r in m.worst else "") for r in ids}
-        mrows.append([m.name, m.direction, *[_mark(m.values.get(r), marks[r]) for r in ids]])
+        mrows.append([m.name, m.direction, *[_mark(m.name, m.values.get(r), marks[r]) for r in ids]])
     parts = ["\n".join(head), "metrics (+ best, - worst):",
              format_rows(["metric", "better", *ids], mrows), cmp.FOOTNOTE, ""]
-    te = [[r, next(x.label for x in cmp.runs if x.run_id == r), v if v is not None else "insufficient data"]
+    te = [[r, next(x.label for x in cmp.runs if x.run_id == r), f"{v:.2%}" if v is not None else "insufficient data"]
           for r, v in cmp.tracking_error.items()]
     parts += [f"tracking error vs {cmp.baseline} (annualised):", format_rows(["run_id", "run", "tracking_error"], te),
               ""]
@@ -77,7 +77,28 @@ def _table(cmp: Any) -> str:
     return "\n".join(parts)
 
 
-def _mark(v: float | None, mark: str) -> str:
-    from flows.cli.output import cell
+def _mark(name: str, v: float | None, mark: str) -> str:
+    return f"{_unit_text(name, v)}{mark}" if v is not None else ""
 
-    return f"{cell(v)}{mark}" if v is not None else ""
+
+def _unit_text(name: str, v: float) -> str:
+    """A metric in its unit (``METRIC_UNITS``): fractions as %, ratios to 3 decimals, counts and
+    bars whole, days to 1 decimal, money (and the cost summary) to 2 decimals with separators."""
+    import math
+
+    from backlake.metrics import METRIC_UNITS
+
+    if not math.isfinite(v):
+        return str(v)
+    unit = METRIC_UNITS.get(name, "currency" if "cost" in name else "").split(";")[0]
+    if unit.startswith("fraction"):
+        return f"{v:.2%}"
+    if unit.startswith("ratio"):
+        return f"{v:.3f}"
+    if unit.startswith(("count", "bars")):
+        return f"{v:,.0f}"
+    if unit.startswith("days"):
+        return f"{v:,.1f}"
+    if unit.startswith("currency"):
+        return f"{v:,.2f}"
+    return f"{v:.4g}"

@@ -225,6 +225,10 @@ def test_cli_formats(env, capsys):
     text = capsys.readouterr().out
     assert "basis: net" in text and f"baseline: {a}" in text and "tracking error vs" in text
     assert "metrics (+ best, - worst)" in text and "correlation of returns" in text
+    # each metric in its unit: fractions as %, ratios to 3 decimals, trades whole
+    total_return = con_metric(settings, a, "total_return")
+    assert f"{total_return:.2%}" in text and f"{con_metric(settings, a, 'sharpe'):.3f}" in text
+    assert "0.00%" in text  # the tracking error of the baseline against itself
 
 
 @pytest.mark.parametrize(("args", "message"), [

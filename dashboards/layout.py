@@ -54,6 +54,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("live", "Live vs backtest"),
     ("health", "Health"),
     ("editor", "New backtest"),
+    ("sql", "SQL"),
 )
 
 #: Called as ``hook(template, identity)`` on every page after the header is built (e.g. the
@@ -93,7 +94,7 @@ def nav_bar(active: str) -> pn.pane.HTML:
         for name in page_names()
     )
     return pn.pane.HTML(f"<nav class='bl-nav'>{links}</nav>", stylesheets=[NAV_CSS], css_classes=["nav-bar"],
-                        sizing_mode="fixed", width=520, height=34, align="center")
+                        sizing_mode="fixed", width=580, height=34, align="center")
 
 
 def user_badge(identity: Identity) -> pn.pane.HTML:

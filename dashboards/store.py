@@ -136,6 +136,14 @@ class LakeStore:
 
         return self._cached(("compare", tuple(run_ids), baseline, basis), load)
 
+    def query(self, sql: str, params: list[Any] | None = None, *, key: Hashable | None = None) -> pd.DataFrame:
+        """Any read-only query over the lake's views (pandas, timestamps as stored), cached under
+        ``key`` when one is given (cleared by :meth:`refresh`). For views in other modules (the
+        run detail views, reports) that need a query this store has no method for."""
+        if key is None:
+            return self._query(sql, params)
+        return self._cached(("query", key), lambda: self._query(sql, params))
+
     # -- plumbing ------------------------------------------------------------------------------
     def _cached(self, key: Hashable, load: Callable[[], T]) -> T:
         with self._lock:

@@ -44,8 +44,8 @@ from backlake.lake import Lake
 from backlake.settings import Settings, get_settings
 from dashboards.identity import Identity, current_identity
 
-__all__ = ["PAGES", "page", "nav_bar", "user_badge", "page_names", "HEADER_HOOKS", "health_badge",
-           "watch_versions", "shared_health", "HEALTH_POLL_MS"]
+__all__ = ["PAGES", "LINKED_PAGES", "page", "nav_bar", "user_badge", "page_names", "served_pages", "HEADER_HOOKS",
+           "health_badge", "watch_versions", "shared_health", "HEALTH_POLL_MS"]
 
 #: The pages, in navigation order: (app name = module = URL path, label).
 PAGES: tuple[tuple[str, str], ...] = (
@@ -83,6 +83,15 @@ HERE = Path(__file__).resolve().parent
 def page_names() -> list[str]:
     """The pages that exist in this package (their module is there), in navigation order."""
     return [name for name, _ in PAGES if (HERE / f"{name}.py").exists()]
+
+
+#: Pages served but not in the navigation (reached by links, e.g. a run's report).
+LINKED_PAGES: tuple[str, ...] = ("report",)
+
+
+def served_pages() -> list[str]:
+    """Every page ``backlake dashboard`` serves: the navigation's, then the linked ones."""
+    return page_names() + [name for name in LINKED_PAGES if (HERE / f"{name}.py").exists()]
 
 
 def nav_bar(active: str) -> pn.pane.HTML:

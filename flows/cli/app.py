@@ -55,9 +55,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the dashboards package is not installed; run `make demo` or `pip install -e .`")
     package = Path(next(iter(spec.submodule_search_locations)))
-    from dashboards.layout import page_names
+    from dashboards.layout import served_pages
 
-    apps = [str(package / f"{name}.py") for name in page_names()]  # one Panel app per page: /app, /compare...
+    apps = [str(package / f"{name}.py") for name in served_pages()]  # one Panel app per page: /app, /compare...
     cmd = [
         sys.executable, "-m", "panel", "serve", *apps, "--port", str(args.port),
         "--address", args.address, "--allow-websocket-origin", f"{args.address}:{args.port}",

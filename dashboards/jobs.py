@@ -3,8 +3,9 @@
 A job runs as a Prefect flow run (``flows.backtest.submitted_backtest_flow``: named after
 the backtest, tagged with its strategy and ``user:<owner>``, with a markdown artifact) through
 the library's run protocol (plan, execute, commit) in a worker thread, one job at a time, and
-is recorded with ``created_by`` = the signed-in user who submitted it. The dashboard's
-command picks the Prefect API first (the running local server, or ``PREFECT_API_URL``).
+is recorded with ``created_by`` = the signed-in user who submitted it. The first job picks
+the Prefect API like any flow command (``PREFECT_API_URL``, else the local server, started
+when none runs and left running); a dashboard nobody submits from never needs Prefect.
 Submitting needs :func:`backlake.auth.can_submit`;
 cancelling needs :func:`backlake.auth.can_cancel` (your own jobs, or anyone's as an admin).
 A queued job is dropped; a running one stops before its commit, so nothing of it lands in
@@ -67,7 +68,9 @@ def run_backtest_job(job: Job, settings: Settings, cancelled: Callable[[], bool]
     backtest, tagged ``user:<owner>``, with its markdown artifact) in this thread, through the
     run protocol (``backlake.runs.backtest.run_submitted``: plan, execute, commit)."""
     from flows.backtest import submitted_backtest_flow
+    from flows.cli.server import use_prefect_api
 
+    use_prefect_api()  # PREFECT_API_URL, else the local server (started on the first job, then kept)
     config = job.config.model_dump(mode="json", exclude_unset=True)
     out = submitted_backtest_flow(config, job.owner, cancelled, lake_uri=settings.lake_uri)
     return str(out["status"]), out["run_id"], str(out["message"])

@@ -63,7 +63,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "--address", args.address, "--allow-websocket-origin", f"{args.address}:{args.port}",
         "--allow-websocket-origin", f"localhost:{args.port}", "--index", "app",
     ]
-    _prefect_for_jobs()  # before the copy: panel's process runs submitted jobs as flow runs on it
     env = os.environ.copy()
     if args.no_auth:
         if args.oauth_provider:
@@ -98,15 +97,3 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     # panel in its own process group, stopped with all it started on Ctrl-C or SIGTERM
     require_lake()  # after the sign-in checks: the dashboard only reads the lake
     return run_in_foreground(lambda: subprocess.Popen(cmd, env=env, start_new_session=True))
-
-
-def _prefect_for_jobs() -> None:
-    """The Prefect API the dashboard's submitted backtests run on (``PREFECT_API_URL``, else the
-    local server, started when none runs). One that does not answer is a warning, not a refusal
-    to serve: reading the lake needs no Prefect."""
-    from flows.cli.server import ServerError, use_prefect_api
-
-    try:
-        use_prefect_api()
-    except ServerError as e:
-        print(f"warning: submitted backtests will fail until Prefect answers: {e}", file=sys.stderr)

@@ -5,7 +5,7 @@ by ``backlake dashboard``) and starts with :func:`page`::
     tpl, identity = page("compare", "Compare runs")
     if identity is not None:          # None: the template already says why (no data shown)
         tpl.main.append(ComparePage(...))
-    tpl.servable(title=tpl.title)
+    tpl.servable(title="backlake — compare")
 
 The header carries the navigation (the current page highlighted), the signed-in user with
 their role and a Sign out link. Extra header items (the health badge) are added by
@@ -54,6 +54,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("live", "Live vs backtest"),
     ("health", "Health"),
     ("editor", "New backtest"),
+    ("regression", "Regression"),
     ("sql", "SQL"),
 )
 
@@ -103,7 +104,7 @@ def nav_bar(active: str) -> pn.pane.HTML:
         for name in page_names()
     )
     return pn.pane.HTML(f"<nav class='bl-nav'>{links}</nav>", stylesheets=[NAV_CSS], css_classes=["nav-bar"],
-                        sizing_mode="fixed", width=580, height=34, align="center")
+                        sizing_mode="fixed", width=720, height=34, align="center")
 
 
 def user_badge(identity: Identity) -> pn.pane.HTML:
@@ -126,7 +127,9 @@ def page(name: str, title: str) -> tuple[pn.template.BootstrapTemplate, Identity
     identity = current_identity()
     # Bootstrap: its assets are served by Panel itself (the Fast/Material designs fetch web fonts
     # from Google, which fails on machines without internet and logs console errors).
-    template = pn.template.BootstrapTemplate(title=f"backlake — {title}", header_background="#1f3b57")
+    # the header says "backlake" and the navigation marks the page (a long page title would push
+    # the navigation into the user badge); the browser tab has the page's own title
+    template = pn.template.BootstrapTemplate(title="backlake", header_background="#1f3b57")
     template.header.append(nav_bar(name))
     template.header.append(user_badge(identity))
     for hook in HEADER_HOOKS:

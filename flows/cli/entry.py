@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from backlake.errors import BacklakeError, ConfigError, DataValidationError, LakeConnectionError
-from flows.cli import app, compare, data, goldens, health, info, lake, live, runs, s3, server, users
+from flows.cli import app, compare, data, goldens, health, info, lake, live, report, runs, s3, server, users
 
 # one function per subcommand, in the order `backlake --help` lists them
 COMMANDS = (
@@ -29,6 +29,7 @@ COMMANDS = (
     lake.add_lake,
     health.add_health,
     compare.add_compare,
+    report.add_report,
     live.add_live,
     app.add_dashboard,
     users.add_users,

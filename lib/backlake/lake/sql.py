@@ -29,6 +29,7 @@ import importlib
 import json
 import logging
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
+import polars as pl
 from deltalake import DeltaTable
 
 from backlake.errors import ConfigError, LakeError
@@ -46,6 +48,7 @@ from backlake.settings import Settings
 __all__ = [
     "connect", "connect_readonly", "at_version", "extension_path", "LakeConnection",
     "ReadOnlyLakeConnection", "QueryRefused", "SAFE_TABLE_FUNCTIONS", "one_line",
+    "QueryTimeout", "run_limited", "lake_columns",
 ]
 
 log = logging.getLogger(__name__)
@@ -417,3 +420,65 @@ def _dir(path: str) -> str:
 def _lit(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+# -- limits for interactive SQL (the dashboard's SQL page) -----------------------------------------
+class QueryTimeout(ConfigError):
+    """A query stopped at its time limit (:func:`run_limited`). The message is one line."""
+
+
+def run_limited(
+    con: ReadOnlyLakeConnection, query: str, *, max_rows: int, timeout_s: float
+) -> tuple[pl.DataFrame, bool]:
+    """Run user SQL ``query`` on the read-only connection with a row and a time limit.
+
+    Returns ``(frame, truncated)``: at most ``max_rows`` rows (``truncated`` when the query had
+    more; only ``max_rows + 1`` are ever fetched). After ``timeout_s`` seconds a timer interrupts
+    the DuckDB connection and :class:`QueryTimeout` is raised. A refused query raises
+    :class:`QueryRefused` (nothing runs); any other DuckDB error is a :class:`ConfigError` whose
+    message is one line.
+    """
+    if max_rows < 1:
+        raise ConfigError(f"max_rows={max_rows}: give at least 1 row")
+    if not timeout_s > 0:
+        raise ConfigError(f"timeout_s={timeout_s}: give a positive number of seconds")
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        con.raw.interrupt()
+
+    timer = threading.Timer(timeout_s, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        rel = con.sql(query)  # checks the text (QueryRefused) and plans it
+        if rel is None:
+            raise QueryRefused("the query returns no rows: only SELECT queries run here")
+        frame = rel.limit(max_rows + 1).pl()
+    except duckdb.Error as e:
+        if fired.is_set() or isinstance(e, duckdb.InterruptException):
+            raise QueryTimeout(
+                f"query stopped after {timeout_s:g} s (the time limit): filter or aggregate more, "
+                "e.g. add a WHERE on run_id or symbol"
+            ) from e
+        raise ConfigError(one_line(e)) from e
+    finally:
+        timer.cancel()
+    if fired.is_set() and frame.height == 0:  # interrupted as it finished: not a complete answer
+        raise QueryTimeout(f"query stopped after {timeout_s:g} s (the time limit)")
+    truncated = frame.height > max_rows
+    return (frame.head(max_rows) if truncated else frame), truncated
+
+
+def lake_columns(con: ReadOnlyLakeConnection | LakeConnection) -> dict[str, list[tuple[str, str]]]:
+    """Lake table -> its ``(column, type)`` pairs, in schema order (the views of the connection)."""
+    rows = con.raw.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE schema_name = 'main' ORDER BY table_name, column_index"
+    ).fetchall()
+    out: dict[str, list[tuple[str, str]]] = {t: [] for t in TABLES}
+    for table, column, dtype in rows:
+        if table in out:
+            out[table].append((str(column), str(dtype)))
+    return out

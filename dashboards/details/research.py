@@ -481,10 +481,15 @@ def optimize_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:
         _card(f"best IS {objective}", value_text(okind, None if best_row is None else best_row["is_score"])),
         _card(f"best OOS {objective}", value_text(okind, None if best_row is None else best_row["oos_score"])),
     ]
+    logits = _segment(store, rid, "pbo_logits")  # logit -> share of the CSCV splits (runs since the segment)
+    pbo_fig = _pbo_figure(logits, pbo, run) if logits else None
     pbo_note = pn.pane.HTML(
-        "<span class='bl-note'>PBO's logit distribution (one logit per CSCV split) is not stored by the optimize "
-        "flow, only the PBO itself (segment <code>study</code>): PBO = share of splits with logit ≤ 0. "
-        "Deflated Sharpe accounts for every completed trial of the study.</span>",
+        "<span class='bl-note'>PBO (CSCV): for each split of the bars into in- and out-of-sample halves, the "
+        "trial best in-sample is ranked out-of-sample; logit = ln(w / (1 - w)) of its relative rank w. PBO = "
+        "share of splits with logit ≤ 0 (the in-sample best at or below the out-of-sample median)"
+        + ("" if logits else "; this run was stored before the logit distribution was (segment "
+           "<code>pbo_logits</code>), so only the PBO is shown")
+        + ". Deflated Sharpe accounts for every completed trial of the study.</span>",
         stylesheets=[CSS], sizing_mode="stretch_width")
 
     best_params = {k: v for k, v in parse_json(run.get("params")).items() if k in params}
@@ -500,6 +505,7 @@ def optimize_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:
     return pn.Column(
         _header(run, sub),
         pn.pane.Markdown("#### Overfitting"), _cards(cards, "opt-overfit"), pbo_note,
+        *([pn.pane.Bokeh(pbo_fig, sizing_mode="stretch_width")] if pbo_fig is not None else []),
         pn.Row(pn.pane.Bokeh(f1, sizing_mode="stretch_width"), pn.pane.Bokeh(f3, sizing_mode="stretch_width"),
                sizing_mode="stretch_width"),
         pn.Row(pn.Column(pn.pane.Bokeh(f2, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
@@ -513,6 +519,23 @@ def optimize_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:
         *([pn.pane.Bokeh(eq, sizing_mode="stretch_width")] if eq is not None else []),
         _metrics_table(segs, [*HEADLINE, "annual_volatility", "win_rate", "calmar"], "opt-segments"),
         sizing_mode="stretch_width", css_classes=["research-detail"])
+
+
+def _pbo_figure(logits: dict[str, Any], pbo: Any, run: dict[str, Any]) -> Any:
+    """The CSCV logit distribution: a bar per distinct logit (share of the splits), the bars at
+    or below 0 (overfit: their total is the PBO) in red."""
+    points = sorted((float(k), float(v or 0.0)) for k, v in logits.items())
+    xs, shares = [p[0] for p in points], [p[1] for p in points]
+    gaps = np.diff(xs) if len(xs) > 1 else np.array([1.0])
+    width = float(np.min(gaps)) * 0.8 if len(gaps) else 0.8
+    fig = _fig(f"PBO logit distribution · {_short(run)} (PBO {value_text('pct', pbo)})", height=240)
+    colours = [RED if x <= 0 else BLUE for x in xs]
+    fig.vbar(x=xs, top=shares, width=width, color=colours, alpha=0.8)
+    fig.add_layout(Span(location=0, dimension="height", line_color=GREY, line_dash="dashed"))
+    fig.xaxis.axis_label = "logit of the in-sample best trial's out-of-sample rank (≤ 0: overfit)"
+    fig.yaxis.axis_label = "share of splits"
+    fig.yaxis.formatter = NumeralTickFormatter(format="0%")
+    return fig
 
 
 # -- walk-forward --------------------------------------------------------------------------------

@@ -248,6 +248,12 @@ def test_optimize_overfitting_panel_and_charts(open_page, research_lake: Researc
                                    [rid])
     assert metric_text("sharpe", oos_sharpe) in p.text(".opt-segments")
     assert p.page.locator(".opt-importance tbody tr").count() == 2
+    # the PBO's logit distribution, stored with the run: its shares sum to 1 and those at or
+    # below 0 to the PBO; the page draws it
+    dist = research_lake.sql("SELECT name, value FROM metrics WHERE run_id = ? AND segment = 'pbo_logits'", [rid])
+    assert dist and abs(sum(v for _, v in dist) - 1.0) < 1e-9
+    assert abs(sum(v for k, v in dist if float(k) <= 0) - study["pbo"]) < 1e-9
+    p.drawn(f"PBO logit distribution · {SHORT} (PBO {value_text('pct', study['pbo'])})")
 
 
 def test_walk_forward_windows_and_stitched_equity(open_page, research_lake: ResearchLake) -> None:

@@ -150,3 +150,19 @@ def test_many_blocks_sample_a_capped_number_of_splits_deterministically():
 def test_pbo_rejects_bad_inputs(returns, n_blocks, match):
     with pytest.raises(ConfigError, match=match):
         probability_of_backtest_overfitting(returns, n_blocks=n_blocks)
+
+
+def test_logit_distribution_sums_to_one_and_its_non_positive_part_is_the_pbo():
+    from backlake.research.overfitting import logit_distribution, probability_of_backtest_overfitting
+
+    rng = np.random.default_rng(3)
+    res = probability_of_backtest_overfitting(rng.normal(0, 0.01, (640, 12)), n_blocks=8)
+    dist = logit_distribution(res)
+    assert abs(sum(dist.values()) - 1.0) < 1e-12
+    assert abs(sum(v for k, v in dist.items() if float(k) <= 0) - res.pbo) < 1e-12
+    assert len(dist) <= 2 * 12  # ranks among 12 trials, half steps on ties
+    # a hand case: logits -1, -1, 0.5, 2 -> shares .5, .25, .25
+    from backlake.research.overfitting import PboResult
+
+    hand = PboResult(pbo=0.5, logits=np.array([-1.0, 2.0, -1.0, 0.5]), n_combinations=4)
+    assert logit_distribution(hand) == {"-1": 0.5, "0.5": 0.25, "2": 0.25}

@@ -91,6 +91,16 @@ def probability_of_backtest_overfitting(
     return PboResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_combinations=int(logits.size))
 
 
+def logit_distribution(result: PboResult) -> dict[str, float]:
+    """The CSCV logits as a distribution: each distinct logit (``%.6g``) -> share of the splits
+    with it. Logits are ln(w / (1 - w)) of a rank among ``n_trials`` (half steps on ties), so
+    there are at most ``2 n_trials`` distinct values; PBO is the share at or below 0."""
+    if result.logits.size == 0:
+        return {}
+    values, counts = np.unique(np.round(result.logits, 9), return_counts=True)
+    return {f"{v:.6g}": float(c) / float(result.logits.size) for v, c in zip(values, counts, strict=True)}
+
+
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
     """SR0: the expected maximum per-period Sharpe of ``n_trials`` unskilled trials whose
     Sharpes have variance ``sharpe_variance``:

@@ -24,6 +24,7 @@ from backlake.engine import BacktestResult, run_backtest
 from backlake.engine.core import prepare
 from backlake.lake.store import Lake
 from backlake.research import monte_carlo as mc, optimize as opt, walk_forward as wf
+from backlake.research.overfitting import logit_distribution
 from backlake.research.sweep import expand_grid
 from backlake.runs.checks import check_configs
 from backlake.runs.commit import RunRecord, completed_runs
@@ -97,7 +98,10 @@ def optimize_record(job: Job, study: opt.StudyResult, started_at: dt.datetime, g
     cfg = job.config
     best = {**cfg.params, **(study.best_params or {})}
     full = run_backtest(cfg.model_copy(update={"params": best}), job.bars, oos_start=study.split)
-    return job.record(started_at, generation, params=best, segments={**full.segments, "study": study_metrics(study)},
+    segments = {**full.segments, "study": study_metrics(study)}
+    if study.pbo_detail is not None:  # the PBO's logit distribution: logit -> share of the CSCV splits
+        segments["pbo_logits"] = dict(logit_distribution(study.pbo_detail))
+    return job.record(started_at, generation, params=best, segments=segments,
                       headline=full.metrics, equity=full.equity, trades=full.trades, trials=study.trials_frame())
 
 

@@ -1,8 +1,10 @@
 """The backlake dashboards, served with ``panel serve dashboards/app.py`` (``backlake dashboard``).
 
-The lake comes from settings (``BACKLAKE_LAKE_URI``). Each browser session gets its own
-``LakeStore``: opening the page reads the lake as it is now, Refresh re-reads it, and the
-session's DuckDB connection is closed when the session ends.
+The runs page (``dashboards.runs``): every run of any kind and status, filtered, sorted and
+paged in DuckDB, and the selected run's detail. The lake comes from settings
+(``BACKLAKE_LAKE_URI``). Each browser session gets its own ``LakeStore``: opening the page
+reads the lake as it is now, Refresh re-reads it, and the session's DuckDB connection is closed
+when the session ends.
 
 Who the session is comes from ``dashboards.identity`` (the signed-in user and their role in
 the users file, or the local user with ``backlake dashboard --no-auth``); a session without a
@@ -31,6 +33,7 @@ if identity is not None:
     template.main.append(runs_page)
     template.sidebar.extend(runs_page.sidebar())
     pn.state.add_periodic_callback(runs_page.poll, period=JOBS_POLL_MS)
-    # a banner when the lake's runs table moves past the version this page shows
-    watch_versions(template, store, ("runs",), on_refresh=runs_page.reload)
+    # a banner when the lake's runs (or their events: runs starting, ending) move past the
+    # versions this page shows
+    watch_versions(template, store, ("runs", "run_events"), on_refresh=runs_page.reload)
 template.servable(title="backlake — runs")

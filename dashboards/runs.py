@@ -1,9 +1,13 @@
-"""The runs page: a table of completed runs ("mine" or everyone's), the detail of the selected
-run, and (in the sidebar) a form to submit a backtest and the jobs submitted from here.
+"""The runs page: every run (any kind, any status; "mine" or everyone's) in a filtered, sorted,
+server-side paged table, the detail of the selected run, and (in the sidebar) a form to submit
+a backtest and the jobs submitted from here.
 
-Views only: every number comes from ``LakeStore``, every submission goes through
+Views only: every number comes from ``LakeStore`` (the list is one page of
+``LakeStore.runs_page``: filters, sort and paging run in DuckDB), every submission goes through
 ``dashboards.jobs`` (the library's run protocol), and every control asks the gates of
-``dashboards.identity`` (viewers get the controls disabled, with the reason).
+``dashboards.identity`` (viewers get the controls disabled, with the reason). The detail of a
+completed run is ``dashboards.details.render`` (a view per kind) under a header; the detail of a
+failed, running or cancelled run shows its error and events.
 
     page = RunsPage(store=LakeStore(), identity=current_identity(), jobs=shared_queue())
     template.main.append(page); template.sidebar.extend(page.sidebar())
@@ -11,79 +15,46 @@ Views only: every number comes from ``LakeStore``, every submission goes through
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
-import math
 from collections.abc import Callable
+from typing import Any
 
-import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import NumeralTickFormatter
-from bokeh.models.widgets.tables import DateFormatter, NumberFormatter
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError
+from dashboards import details
+from dashboards.fmt import DASH, metric_text
 from dashboards.identity import Identity, cancel_gate, submit_gate
 from dashboards.jobs import Job, JobQueue
-from dashboards.store import LakeStore
+from dashboards.store import KINDS, STATUSES, LakeStore, RunFilter
 
 __all__ = ["RunsPage", "RunsTable", "RunDetail", "SubmitForm", "JobsList", "MINE", "EVERYONE",
-           "default_owner_filter"]
+           "default_owner_filter", "format_params", "symbols_html", "status_html", "kind_html"]
 
 EMPTY_LAKE = (
     "**No runs yet** — run `backlake demo` to ingest the sample data and backtest the demo "
     "strategies, then press **Refresh**."
 )
-NO_SELECTION = "Select a run in the table to see its equity curve, drawdown, metrics, config and trades."
+NO_SELECTION = "Select a run in the table to see its detail: charts, metrics, config and trades, or its error."
 NONE_OF_MINE = (
-    "**You have no completed runs yet** — switch to **Everyone** to see the others' runs, or submit "
+    "**You have no runs yet** — switch to **Everyone** to see the others' runs, or submit "
     "a backtest from the sidebar."
 )
+NO_MATCH = "**No run matches these filters** — widen them or press **Clear filters**."
 MINE, EVERYONE = "Mine", "Everyone"
 #: What the submit form holds until a run is selected (selecting one copies its config).
 EXAMPLE_CONFIG = {
     "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["GOOG"],
     "timeframe": "1d", "initial_cash": 10000, "costs": {"commission_bps": 10},
 }
-
-STRATEGY_COLOR, BENCHMARK_COLOR, DRAWDOWN_COLOR = "#1f6fb2", "#9a9a9a", "#c0392b"
-
-
-# -- formatting ----------------------------------------------------------------------------------
-def _pct(v: float) -> str:
-    return f"{v:.2%}"
-
-
-def _ratio(v: float) -> str:
-    return f"{v:.2f}"
-
-
-def _count(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-#: metric name -> (label, formatter), in display order; other metrics follow, sorted.
-METRICS: dict[str, tuple[str, Callable[[float], str]]] = {
-    "total_return": ("Total return", _pct),
-    "cagr": ("CAGR", _pct),
-    "annual_volatility": ("Annual volatility", _pct),
-    "sharpe": ("Sharpe", _ratio),
-    "sortino": ("Sortino", _ratio),
-    "max_drawdown": ("Max drawdown", _pct),
-    "win_rate": ("Win rate", _pct),
-    "n_trades": ("Trades", _count),
-    "n_closed_trades": ("Closed trades", _count),
-}
-
-
-def format_metric(name: str, value: float | None) -> tuple[str, str]:
-    """(label, text) of a metric value; undefined values show as an en dash."""
-    label, fmt = METRICS.get(name, (name.replace("_", " ").capitalize(), lambda v: f"{v:.4g}"))
-    if value is None or not math.isfinite(value):
-        return label, "–"
-    return label, fmt(value)
+PAGE_SIZES = (25, 50, 100)
+#: A universe longer than this shows as "N symbols" (the list on hover).
+MAX_SYMBOLS_SHOWN = 3
 
 
 def format_params(params_json: str | None) -> str:
@@ -97,47 +68,127 @@ def format_params(params_json: str | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else params_json
 
 
-def _pct_cell(digits: int = 2) -> NumberFormatter:
-    return NumberFormatter(format=f"0.{'0' * digits}%", text_align="right")
+# -- cells ---------------------------------------------------------------------------------------
+KIND_LABELS = {"backtest": "Backtest", "sweep": "Sweep", "optimize": "Optimize", "walk_forward": "Walk-forward",
+               "monte_carlo": "Monte Carlo", "alpha": "Alpha"}
+KIND_COLORS = {"backtest": "#1f6fb2", "sweep": "#7b4fb0", "optimize": "#b5651d", "walk_forward": "#137a63",
+               "monte_carlo": "#a23a72", "alpha": "#4d6a8a"}
+STATUS_COLORS = {"completed": ("#e6f4ea", "#1e7b34"), "running": ("#e3effb", "#1f5fa8"),
+                 "pending": ("#eef0f3", "#4a5563"), "failed": ("#fdecea", "#b3261e"),
+                 "crashed": ("#fdecea", "#b3261e"), "cancelled": ("#f3eee4", "#7a5b1e")}
+BADGE = ("display:inline-block;padding:1px 7px;border-radius:9px;font-size:0.78em;font-weight:600;"
+         "line-height:1.5;white-space:nowrap;")
 
 
-def _num_cell(fmt: str = "0,0.00") -> NumberFormatter:
-    return NumberFormatter(format=fmt, text_align="right")
+def kind_html(kind: str | None) -> str:
+    """A colored badge of the run's kind ("?" when only its events are known)."""
+    if not kind:
+        return f"<span class='bl-kind' style='{BADGE}color:#5f6b7a;border:1px solid #c9ced6'>?</span>"
+    color = KIND_COLORS.get(kind, "#4a5563")
+    return (f"<span class='bl-kind bl-kind-{html.escape(kind)}' style='{BADGE}color:{color};"
+            f"border:1px solid {color}'>{html.escape(KIND_LABELS.get(kind, kind))}</span>")
 
 
+def _first_line(text: str | None, width: int = 60) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def elapsed_text(since: Any, now: dt.datetime | None = None) -> str:
+    """``3 h 05 min`` / ``4 min 12 s`` / ``12 s`` since ``since`` (naive UTC)."""
+    if since is None or pd.isna(since):
+        return ""
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    secs = max(0, int((now - pd.Timestamp(since).to_pydatetime()).total_seconds()))
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    if h >= 48:
+        return f"{h // 24} d {h % 24} h"
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+def status_html(status: str | None, error: str | None = None, message: str | None = None,
+                since: Any = None, now: dt.datetime | None = None) -> str:
+    """A status badge and what goes with it: a running run's progress (its latest event's
+    message) and elapsed time, a failed run's error (first line; all of it on hover), a cancelled
+    run's who/what (the cancelling event's message)."""
+    status = status or "unknown"
+    bg, fg = STATUS_COLORS.get(status, ("#eef0f3", "#4a5563"))
+    badge = (f"<span class='bl-status bl-status-{html.escape(status)}' style='{BADGE}background:{bg};"
+             f"color:{fg}'>{html.escape(status)}</span>")
+    note, full = "", ""
+    if status in ("running", "pending"):
+        parts = [p for p in (_first_line(message, 40), elapsed_text(since, now)) if p]
+        note, full = " · ".join(parts), message or ""
+    elif status in ("failed", "crashed"):
+        full = error or message or ""
+        note = _first_line(full)
+    elif status == "cancelled":
+        full = message or ""
+        note = _first_line(full) or "cancelled"
+    if not note:
+        return badge
+    return (f"{badge} <span class='bl-status-note' title='{html.escape(full or note, quote=True)}' "
+            f"style='color:{fg};font-size:0.85em'>{html.escape(note)}</span>")
+
+
+def symbols_html(symbols: str | None) -> str:
+    """The universe: up to 3 symbols as they are, a longer one as "20 symbols" with the list on hover."""
+    names = [s for s in (symbols or "").split(",") if s]
+    if not names:
+        return DASH
+    if len(names) <= MAX_SYMBOLS_SHOWN:
+        return html.escape(", ".join(names))
+    return (f"<span class='bl-universe' title='{html.escape(', '.join(names), quote=True)}' "
+            f"style='border-bottom:1px dotted #8a94a3;cursor:help'>{len(names)} symbols</span>")
+
+
+#: The table's columns in display order (the metrics before the params: they are what one scans).
 RUN_TITLES = {
-    "run_id": "Run", "strategy": "Strategy", "symbols": "Symbols", "params": "Params",
+    "run_id": "Run", "kind": "Kind", "status": "Status", "strategy": "Strategy", "symbols": "Symbols",
     "total_return": "Total return", "cagr": "CAGR", "sharpe": "Sharpe", "sortino": "Sortino",
-    "max_drawdown": "Max DD", "n_trades": "Trades", "created_at": "Created (UTC)", "created_by": "By",
+    "max_drawdown": "Max DD", "n_trades": "Trades", "params": "Params", "created_at": "Created (UTC)",
+    "created_by": "By",
 }
-RUN_FORMATTERS = {
-    "total_return": _pct_cell(), "cagr": _pct_cell(), "max_drawdown": _pct_cell(),
-    "sharpe": _num_cell(), "sortino": _num_cell(), "n_trades": _num_cell("0,0"),
-    "created_at": DateFormatter(format="%Y-%m-%d %H:%M"),
-}
-TRADE_TITLES = {
-    "trade_id": "#", "symbol": "Symbol", "direction": "Side", "qty": "Qty", "entry_ts": "Entry",
-    "entry_price": "Entry price", "exit_ts": "Exit", "exit_price": "Exit price", "pnl": "P&L",
-    "return_pct": "Return", "fees": "Fees", "bars_held": "Bars", "mae": "MAE", "mfe": "MFE",
-    "exit_reason": "Exit reason",
-}
-TRADE_FORMATTERS = {
-    "qty": _num_cell("0,0.[0000]"), "entry_price": _num_cell(), "exit_price": _num_cell(),
-    "pnl": _num_cell(), "fees": _num_cell(), "return_pct": _pct_cell(), "mae": _pct_cell(),
-    "mfe": _pct_cell(),
-    "entry_ts": DateFormatter(format="%Y-%m-%d"), "exit_ts": DateFormatter(format="%Y-%m-%d"),
-}
+METRIC_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades")
+HTML_COLUMNS = ("kind", "status", "symbols")
+#: Sort choices: label -> column.
+SORT_CHOICES = {RUN_TITLES[c]: c for c in ("created_at", "run_id", "kind", "status", "strategy", "symbols",
+                                           "params", *METRIC_COLUMNS, "created_by")}
+SORT_CHOICES["Finished (UTC)"] = "finished_at"
 
-METRIC_CSS = """
-.bl-metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
-.bl-metric { border: 1px solid #e3e6ea; border-radius: 6px; padding: 8px 10px; background: #fafbfc; }
-.bl-label { font-size: 0.78em; color: #5f6b7a; text-transform: uppercase; letter-spacing: 0.03em; }
-.bl-value { font-size: 1.35em; font-weight: 600; margin-top: 2px; }
-.bl-neg { color: #c0392b; }
+TABLE_CSS = """
+:host .tabulator { font-size: 0.85rem; }
+:host(.runs-table) .tabulator-footer { display: none; }
+:host .tabulator-row.tabulator-selected .bl-kind,
+:host .tabulator-row.tabulator-selected .bl-status { background: #fff; }
+:host .tabulator-row.tabulator-selected .bl-status-note { color: #fff !important; }
+:host .bl-status-note { display: inline-block; max-width: 240px; overflow: hidden; text-overflow: ellipsis;
+  vertical-align: bottom; white-space: nowrap; }
+:host .tabulator .tabulator-cell { padding: 5px 8px; }
 """
+FILTER_CSS = ":host { margin-top: 0; }"
 
 
-TABLE_CSS = ":host .tabulator { font-size: 0.875rem; }"
+def table_frame(rows: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
+    """A page of ``LakeStore.runs_page`` rows as the table shows them (HTML badges, the metric
+    columns as text in their units)."""
+    out = pd.DataFrame({"run_id": rows["run_id"].astype(str)})
+    out["kind"] = [kind_html(k if isinstance(k, str) else None) for k in rows["kind"]]
+    out["status"] = [
+        status_html(st if isinstance(st, str) else None, e if isinstance(e, str) else None,
+                    m if isinstance(m, str) else None, c if pd.isna(ts) else ts, now)
+        for st, e, m, c, ts in zip(rows["status"], rows["error"], rows["message"], rows["created_at"],
+                                   rows["status_ts"])
+    ]
+    out["strategy"] = rows["strategy"].fillna(DASH)
+    out["symbols"] = [symbols_html(s if isinstance(s, str) else None) for s in rows["symbols"]]
+    out["params"] = [format_params(p) if isinstance(p, str) else "" for p in rows["params"]]
+    for name in METRIC_COLUMNS:
+        out[name] = [metric_text(name, None if pd.isna(v) else float(v)) for v in rows[name]]
+    out["created_at"] = [t.strftime("%Y-%m-%d %H:%M") if pd.notna(t) else DASH for t in rows["created_at"]]
+    out["created_by"] = rows["created_by"].fillna(DASH)
+    return out[list(RUN_TITLES)]
 
 
 def _alert(text: str, kind: str = "info") -> pn.pane.Alert:
@@ -146,70 +197,219 @@ def _alert(text: str, kind: str = "info") -> pn.pane.Alert:
 
 # -- views ---------------------------------------------------------------------------------------
 class RunsTable(pn.viewable.Viewer):
-    """The completed runs, sortable; ``run_id`` follows the selected row."""
+    """Every run matching the filters, one page at a time (the store pages in DuckDB);
+    ``run_id`` follows the selected row, ``selected`` keeps the selection across pages."""
 
     run_id = param.String(default=None, allow_None=True, doc="The selected run, or None.")
-    n_runs = param.Integer(default=0, doc="How many completed runs the table shows.")
-    n_total = param.Integer(default=0, doc="How many completed runs the lake holds (whoever made them).")
+    n_runs = param.Integer(default=0, doc="How many runs match the filters (all pages).")
+    n_total = param.Integer(default=0, doc="How many runs the lake holds (whoever made them; 0 until needed).")
+    counts = param.Dict(default={}, doc="status -> how many runs match the filters.")
     owner = param.String(default=None, allow_None=True, doc="Show only the runs this user created; None: all.")
     selected = param.List(default=[], item_type=str, doc="The selected runs, in the order they were selected.")
+    page = param.Integer(default=0, bounds=(0, None), doc="The page shown (from 0).")
+    page_size = param.Integer(default=PAGE_SIZES[0])
+    sort = param.String(default="created_at")
+    descending = param.Boolean(default=True)
 
     def __init__(self, store: LakeStore, **params: object) -> None:
         super().__init__(**params)
         self.store = store
         self.message = _alert(EMPTY_LAKE, "info")
+        self.message.visible = False
+        self.rows = pd.DataFrame()
+        try:
+            strategies = store.strategies()
+        except BacklakeError:
+            strategies = []
+        w = pn.widgets
+        self.kind_filter = w.MultiChoice(label="Kind", options=list(KINDS), placeholder="any kind",
+                                         css_classes=["filter-kind"], width=200)
+        self.status_filter = w.MultiChoice(label="Status", options=list(STATUSES), placeholder="any status",
+                                           css_classes=["filter-status"], width=200)
+        self.strategy_filter = w.MultiChoice(label="Strategy", options=strategies, placeholder="any strategy",
+                                             css_classes=["filter-strategy"], width=220)
+        self.symbol_filter = w.TextInput(label="Symbol", placeholder="e.g. GOOG", css_classes=["filter-symbol"],
+                                         width=110)
+        self.since_filter = w.DatePicker(label="Created from", css_classes=["filter-since"], width=140)
+        self.until_filter = w.DatePicker(label="to", css_classes=["filter-until"], width=140)
+        self.search_filter = w.TextInput(label="Search params", placeholder="e.g. fast=10 or \"slow\": 30",
+                                         css_classes=["filter-search"], width=200)
+        self.clear_button = w.Button(label="Clear filters", css_classes=["filter-clear"], width=110,
+                                     align="end")
+        self.clear_button.on_click(lambda _e: self.clear_filters())
+        self.sort_select = w.Select(label="Sort by", options=SORT_CHOICES, value=self.sort,
+                                    css_classes=["sort-by"], width=150)
+        self.order_select = w.Select(label="Order", options={"Descending": True, "Ascending": False},
+                                     value=self.descending, css_classes=["sort-order"], width=120)
+        self.filters = [self.kind_filter, self.status_filter, self.strategy_filter, self.symbol_filter,
+                        self.since_filter, self.until_filter, self.search_filter]
+        for widget in self.filters:
+            widget.param.watch(lambda _e: self._filters_changed(), "value")
+        self.sort_select.param.watch(lambda e: self._loading or self._set(sort=e.new, page=0), "value")
+        self.order_select.param.watch(lambda e: self._loading or self._set(descending=e.new, page=0), "value")
+        self.prev_button = w.Button(label="← Prev", css_classes=["page-prev"], width=80)
+        self.next_button = w.Button(label="Next →", css_classes=["page-next"], width=80)
+        self.prev_button.on_click(lambda _e: self._set(page=max(0, self.page - 1)))
+        self.next_button.on_click(lambda _e: self._set(page=self.page + 1))
+        self.size_select = w.Select(options=list(PAGE_SIZES), value=self.page_size, css_classes=["page-size"],
+                                    width=70)
+        self.size_select.param.watch(lambda e: self._set(page_size=e.new, page=0), "value")
+        self.page_text = pn.pane.HTML("", css_classes=["page-info"], width=240, align="center")
         self._table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=True, disabled=True,
-            titles=RUN_TITLES, formatters=RUN_FORMATTERS, layout="fit_data_stretch",
-            pagination="local", page_size=15, frozen_columns=["run_id"], sizing_mode="stretch_width",
-            header_align="center", css_classes=["runs-table"], stylesheets=[TABLE_CSS],
+            titles=RUN_TITLES, formatters={c: {"type": "html"} for c in HTML_COLUMNS},
+            text_align={c: "right" for c in METRIC_COLUMNS}, layout="fit_data_stretch",
+            frozen_columns=["run_id"], sizing_mode="stretch_width", header_align="center",
+            pagination="local", page_size=max(PAGE_SIZES),  # one local page: the paging is the store's
+            css_classes=["runs-table"], stylesheets=[TABLE_CSS],
         )
         self._table.param.watch(self._on_select, "selection")
-        self.param.watch(lambda _e: self.load(), "owner")
+        self._table.param.watch(self._on_header_sort, "sorters")
+        self.param.watch(lambda _e: self._set(page=0), "owner")
+        self.load()
+
+    # -- state ---------------------------------------------------------------------------------
+    def run_filter(self) -> RunFilter:
+        """The filters as the store takes them."""
+        return RunFilter(
+            kinds=tuple(self.kind_filter.value), strategies=tuple(self.strategy_filter.value),
+            statuses=tuple(self.status_filter.value), symbol=self.symbol_filter.value or "", owner=self.owner,
+            since=self.since_filter.value, until=self.until_filter.value, search=self.search_filter.value or "",
+        )
+
+    def clear_filters(self) -> None:
+        """Every filter back to "any" (the owner choice stays), then one reload."""
+        self._loading = True
+        try:
+            for widget in self.filters:
+                widget.value = [] if isinstance(widget, pn.widgets.MultiChoice) else (
+                    None if isinstance(widget, pn.widgets.DatePicker) else "")
+        finally:
+            self._loading = False
+        self._set(page=0)
+
+    _loading = False
+
+    def _filters_changed(self) -> None:
+        if not self._loading:
+            self._set(page=0)
+
+    def _set(self, **values: Any) -> None:
+        self.param.update(**values)
         self.load()
 
     def load(self) -> None:
-        """(Re-)read the runs; keep the selected run selected if it is still there."""
+        """(Re-)read the page of runs; keep the selected runs selected where they are shown."""
         try:
-            runs = self.store.runs()
+            strategies = self.store.strategies()
+            if strategies != list(self.strategy_filter.options):
+                self.strategy_filter.options = strategies
+            flt = self.run_filter()
+            got = self.store.runs_page(flt, sort=self.sort, descending=self.descending,
+                                       offset=self.page * self.page_size, limit=self.page_size)
+            if got.rows.empty and got.total and self.page > 0:  # the page is past the end now
+                self.page = max(0, (got.total - 1) // self.page_size)
+                got = self.store.runs_page(flt, sort=self.sort, descending=self.descending,
+                                           offset=self.page * self.page_size, limit=self.page_size)
+            if got.total == 0:
+                self.n_total = self.store.runs_page(RunFilter(), limit=1).total
         except BacklakeError as e:
             self._show_message(f"**Cannot read the lake** at `{self.store.lake_uri}`: {e}", "danger")
             return
-        self.n_total = len(runs)
-        if self.owner is not None:
-            runs = runs[runs["created_by"] == self.owner].reset_index(drop=True)
-        self.n_runs = len(runs)
-        if runs.empty:
-            self._show_message(EMPTY_LAKE if self.n_total == 0 else NONE_OF_MINE, "info")
+        self.counts = dict(got.counts)
+        self.n_runs = got.total
+        self._pager(got.total)
+        if got.rows.empty:
+            if self.n_total == 0:
+                self._show_message(EMPTY_LAKE, "info")
+            elif self.run_filter() == RunFilter(owner=self.owner) and self.owner is not None:
+                self._show_message(NONE_OF_MINE, "info")
+            else:
+                self._show_message(NO_MATCH, "info")
             return
-        shown = runs.assign(params=runs["params"].map(format_params))
-        self._table.value = shown
-        keep = list(dict.fromkeys([*self.selected, *([self.run_id] if self.run_id else [])]))
-        rows = shown.index[shown["run_id"].isin(keep)].tolist()
-        self._table.selection = rows
+        self.rows = got.rows
+        shown = table_frame(got.rows)
+        self._loading = True
+        try:
+            self._table.value = shown
+            keep = list(dict.fromkeys([*self.selected, *([self.run_id] if self.run_id else [])]))
+            self._table.selection = shown.index[shown["run_id"].isin(keep)].tolist()
+        finally:
+            self._loading = False
         self.message.visible, self._table.visible = False, True
 
+    def _pager(self, total: int) -> None:
+        first = self.page * self.page_size
+        last = min(total, first + self.page_size)
+        pages = max(1, -(-total // self.page_size))
+        self.page_text.object = (
+            f"<span style='color:#5f6b7a'>{first + 1 if total else 0:,}–{last:,} of <b>{total:,}</b> · "
+            f"page {self.page + 1:,} of {pages:,}</span>")
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = last >= total
+
     def _show_message(self, text: str, kind: str) -> None:
-        self.n_runs = 0
         self.message.object, self.message.alert_type = text, kind
         self.message.visible, self._table.visible = True, False
-        self.run_id = None
+        self._table.value = pd.DataFrame(columns=list(RUN_TITLES))
+        if not self.selected:
+            self.run_id = None
 
     def _on_select(self, event: param.parameterized.Event) -> None:
-        """Several rows may be selected (Ctrl/Shift-click, to compare them); the detail follows
-        the one selected last."""
+        """Several rows may be selected (Ctrl/Shift-click, to compare them; runs selected on
+        other pages stay selected); the detail follows the one selected last."""
+        if self._loading:
+            return
+        on_page = set(self._table.value["run_id"].astype(str))
         ids = [str(self._table.value["run_id"].iloc[i]) for i in event.new]
+        elsewhere = [r for r in self.selected if r not in on_page]
         added = [r for r in ids if r not in self.selected]
         kept = [r for r in self.selected if r in ids]
-        self.selected = kept + added
-        self.run_id = added[-1] if added else (self.run_id if self.run_id in ids else (kept[-1] if kept else None))
+        self.selected = elsewhere + kept + added
+        if added:
+            self.run_id = added[-1]
+        elif self.run_id not in self.selected:
+            self.run_id = self.selected[-1] if self.selected else None
+
+    def _on_header_sort(self, event: param.parameterized.Event) -> None:
+        """A click on a column header sorts the whole list (in DuckDB, as the Sort by / Order
+        choices do), not only the page; the table then shows the store's order."""
+        if self._loading or not event.new:
+            return
+        column = str(event.new[0].get("field"))
+        # the same column again flips the order; a new one starts with the largest / newest first
+        # for numbers and dates, A to Z for text
+        descending = (not self.descending if column == self.sort
+                      else column in (*METRIC_COLUMNS, "created_at", "finished_at"))
+        self._loading = True
+        try:
+            self._table.sorters = []
+        finally:
+            self._loading = False
+        if column not in SORT_CHOICES.values():
+            return
+        self._loading = True  # one reload for both choices
+        try:
+            self.sort_select.value, self.order_select.value = column, descending
+        finally:
+            self._loading = False
+        self._set(sort=column, descending=descending, page=0)
+
+    def filter_bar(self) -> pn.viewable.Viewable:
+        return pn.FlexBox(*self.filters, self.clear_button, flex_wrap="wrap", align_items="flex-end",
+                          sizing_mode="stretch_width", css_classes=["runs-filters"])
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.message, self._table, sizing_mode="stretch_width")
+        pager = pn.Row(self.sort_select, self.order_select, pn.layout.HSpacer(), self.page_text,
+                       self.prev_button, self.next_button, self.size_select, sizing_mode="stretch_width",
+                       css_classes=["runs-pager"])
+        return pn.Column(self.filter_bar(), pager, self.message, self._table, sizing_mode="stretch_width")
 
 
 class RunDetail(pn.viewable.Viewer):
-    """Equity vs benchmark, drawdown, metrics, config and trades of one run."""
+    """The selected run: a header (kind, strategy and symbols, status, who and when, links),
+    then its kind's view (``dashboards.details.render``) when it completed, or its error and
+    events when it did not."""
 
     run_id = param.String(default=None, allow_None=True)
 
@@ -226,101 +426,114 @@ class RunDetail(pn.viewable.Viewer):
             if run is None:
                 gone = f"Run `{self.run_id}` is not in the lake any more; press **Refresh**."
                 return _alert(gone, "warning")
-            equity, trades = self.store.equity(self.run_id), self.store.trades(self.run_id)
-            metrics = self.store.metrics(self.run_id)
+            events = self.store.run_events(self.run_id)
         except BacklakeError as e:
             return _alert(f"**Cannot read run `{self.run_id}`**: {e}", "danger")
-        return pn.Column(
-            self._header(run),
-            edit_copy_link(self.run_id),
-            self._charts(self.run_id, equity),
-            pn.Row(
-                pn.Column("#### Metrics", self._metrics(metrics), sizing_mode="stretch_width"),
-                pn.Card(pn.pane.JSON(run["config"], depth=-1, sizing_mode="stretch_width"),
-                        title="Config", sizing_mode="stretch_width", collapsible=True),
-                sizing_mode="stretch_width",
-            ),
-            self._trades(trades),
-            sizing_mode="stretch_width",
-        )
+        parts: list[Any] = [self._header(run), self._links(run)]
+        if run.get("status") == "completed":
+            try:
+                parts.append(details.render(self.store, run))
+            except BacklakeError as e:
+                parts.append(_alert(f"**Cannot read run `{self.run_id}`**: {e}", "danger"))
+            if not events.empty:
+                parts.append(pn.Card(self._events(events), title=f"Events ({len(events)})", collapsed=True,
+                                     sizing_mode="stretch_width", css_classes=["run-events-card"]))
+        else:
+            parts.append(self._not_completed(run))
+            parts.append(pn.Column(f"#### Events ({len(events)})", self._events(events),
+                                   sizing_mode="stretch_width"))
+        return pn.Column(*parts, sizing_mode="stretch_width")
 
     @staticmethod
-    def _header(run: dict) -> pn.pane.Markdown:
-        created = run["created_at"].strftime("%Y-%m-%d %H:%M UTC") if pd.notna(run["created_at"]) else "?"
-        return pn.pane.Markdown(
-            f"### Run `{run['run_id']}` — {run['strategy']} on {run['symbols']} ({run['timeframe']})\n"
-            f"{format_params(run['params'])} · created {created} by {run['created_by']} · "
-            f"code {run['code_version']} · data versions `{run['data_versions']}`",
-            sizing_mode="stretch_width",
-        )
+    def title(run: dict[str, Any]) -> str:
+        """``Backtest · sma_crossover on GOOG, MSFT (1d)`` (``20 symbols`` for a long universe)."""
+        kind = KIND_LABELS.get(str(run.get("kind")), str(run.get("kind") or "Run"))
+        if not run.get("strategy"):  # known from its events only: the runs row comes when it ends
+            if run.get("status") in ("running", "pending"):
+                return "Run in progress — its details come when it ends"
+            return f"{str(run.get('status') or 'Unfinished').capitalize()} run — it wrote no results"
+        names = [s for s in str(run.get("symbols") or "").split(",") if s]
+        universe = ", ".join(names) if len(names) <= MAX_SYMBOLS_SHOWN else f"{len(names)} symbols"
+        tf = f" ({run['timeframe']})" if run.get("timeframe") else ""
+        return f"{kind} · {run['strategy']} on {universe or '?'}{tf}"
 
-    @staticmethod
-    def _charts(run_id: str, equity: pd.DataFrame) -> pn.viewable.Viewable:
-        if equity.empty:
-            return _alert(f"Run `{run_id}` has no equity rows.", "warning")
-        df = equity.rename(columns={
-            "ts": "Date", "equity": "Strategy", "benchmark_equity": "Benchmark", "drawdown": "Drawdown",
-        })
-        series = ["Strategy"] + (["Benchmark"] if df["Benchmark"].notna().any() else [])
-        curve = df.hvplot.line(
-            x="Date", y=series, title=f"Equity — {run_id}", ylabel="Equity", xlabel="",
-            color=[STRATEGY_COLOR, BENCHMARK_COLOR][: len(series)], legend="top_left",
-            yformatter=NumeralTickFormatter(format="0,0"), responsive=True, height=340,
-            group_label="Series", value_label="Equity",
-        )
-        drawdown = df.hvplot.area(
-            x="Date", y="Drawdown", title=f"Drawdown — {run_id}", ylabel="Drawdown", xlabel="",
-            color=DRAWDOWN_COLOR, alpha=0.35, line_width=1,
-            yformatter=NumeralTickFormatter(format="0%"), responsive=True, height=200,
-        )
-        return pn.pane.HoloViews(
-            (curve + drawdown).cols(1), sizing_mode="stretch_width", css_classes=["run-charts"]
-        )
+    @classmethod
+    def _header(cls, run: dict[str, Any]) -> pn.pane.HTML:
+        def when(v: Any) -> str:
+            return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M UTC") if v is not None and pd.notna(v) else ""
 
-    @staticmethod
-    def _metrics(metrics: dict[str, float | None]) -> pn.viewable.Viewable:
-        if not metrics:
-            return _alert("No metrics recorded for this run.", "warning")
-        names = [n for n in METRICS if n in metrics] + sorted(n for n in metrics if n not in METRICS)
-        cells = []
-        for name in names:
-            label, text = format_metric(name, metrics[name])
-            neg = " bl-neg" if (metrics[name] or 0) < 0 else ""
-            cells.append(
-                f'<div class="bl-metric"><div class="bl-label">{html.escape(label)}</div>'
-                f'<div class="bl-value{neg}">{html.escape(text)}</div></div>'
-            )
+        rid = html.escape(str(run["run_id"]))
+        facts = [f"Run <code>{rid}</code>"]
+        if run.get("params"):
+            facts.append(html.escape(format_params(run["params"])))
+        created = when(run.get("created_at"))
+        if created:
+            facts.append(f"created {created}" + (f" by <b>{html.escape(str(run['created_by']))}</b>"
+                                                 if run.get("created_by") else ""))
+        if when(run.get("finished_at")):
+            facts.append(f"finished {when(run['finished_at'])}")
+        if run.get("code_version"):
+            facts.append(f"code {html.escape(str(run['code_version']))}")
+        if run.get("data_versions"):
+            facts.append(f"data versions <code>{html.escape(str(run['data_versions']))}</code>")
+        names = [s for s in str(run.get("symbols") or "").split(",") if s]
+        universe = (f"<div class='bl-universe-list' style='color:#5f6b7a;font-size:0.85em'>Universe "
+                    f"({len(names)}): {html.escape(', '.join(names))}</div>" if len(names) > MAX_SYMBOLS_SHOWN else "")
+        status = status_html(run.get("status"), run.get("error"), run.get("message"), run.get("created_at"))
         return pn.pane.HTML(
-            f'<div class="bl-metrics">{"".join(cells)}</div>', stylesheets=[METRIC_CSS],
-            sizing_mode="stretch_width",
+            f"<div class='bl-run-title' style='display:flex;gap:10px;align-items:center'>"
+            f"<h3 style='margin:0'>{html.escape(cls.title(run))}</h3>{kind_html(run.get('kind'))}{status}</div>"
+            f"<div class='bl-run-facts' style='color:#3b4350;margin-top:4px'>{' · '.join(facts)}</div>{universe}",
+            sizing_mode="stretch_width", css_classes=["run-header"],
         )
 
     @staticmethod
-    def _trades(trades: pd.DataFrame) -> pn.viewable.Viewable:
-        title = f"#### Trades ({len(trades)})"
-        if trades.empty:
-            return pn.Column(title, _alert("This run made no trades.", "secondary"))
-        table = pn.widgets.Tabulator(
-            trades, show_index=False, disabled=True, titles=TRADE_TITLES, formatters=TRADE_FORMATTERS,
-            layout="fit_data_stretch", pagination="local", page_size=10, sizing_mode="stretch_width",
-            css_classes=["trades-table"], stylesheets=[TABLE_CSS],
+    def _links(run: dict[str, Any]) -> pn.Row:
+        rid = html.escape(str(run["run_id"]))
+        links = [f"<a class='run-report' href='./report?run={rid}' style='font-weight:600'>▤ Report</a>"]
+        if run.get("config"):
+            links.append(f"<a class='edit-copy' href='./editor?from={rid}' style='font-weight:600'>✎ Edit a copy in "
+                         "the config editor</a>")
+        return pn.Row(pn.pane.HTML(" &nbsp;·&nbsp; ".join(links), css_classes=["run-links", "edit-copy-link"],
+                                   sizing_mode="stretch_width", margin=(0, 10)), sizing_mode="stretch_width")
+
+    @staticmethod
+    def _not_completed(run: dict[str, Any]) -> pn.viewable.Viewable:
+        status = str(run.get("status") or "unknown")
+        message = str(run.get("message") or "")
+        if status in ("failed", "crashed"):
+            error = str(run.get("error") or message or "no error was recorded")
+            return pn.pane.Alert(f"**This run {status}**<pre style='white-space:pre-wrap;margin:6px 0 0'>"
+                                 f"{html.escape(error)}</pre>", alert_type="danger", sizing_mode="stretch_width",
+                                 css_classes=["run-error"])
+        if status == "cancelled":
+            return pn.pane.Alert(f"**This run was cancelled**: {html.escape(message or 'no reason recorded')}",
+                                 alert_type="warning", sizing_mode="stretch_width", css_classes=["run-cancelled"])
+        if status in ("running", "pending"):
+            since = elapsed_text(run.get("created_at"))
+            note = f" ({html.escape(message)})" if message else ""
+            return pn.pane.Alert(f"**This run is {status}**{note} — for {since}. Its results appear when it "
+                                 "completes; press **Refresh**.", alert_type="info", sizing_mode="stretch_width",
+                                 css_classes=["run-running"])
+        return _alert(f"This run is {html.escape(status)}.", "secondary")
+
+    @staticmethod
+    def _events(events: pd.DataFrame) -> pn.viewable.Viewable:
+        if events.empty:
+            return pn.pane.Markdown("_No events recorded for this run._")
+        shown = events.assign(ts=events["ts"].map(lambda t: t.strftime("%Y-%m-%d %H:%M:%S")))
+        return pn.widgets.Tabulator(
+            shown, show_index=False, disabled=True, layout="fit_data_stretch", sizing_mode="stretch_width",
+            titles={"ts": "When (UTC)", "status": "Status", "message": "Message", "attempt": "Attempt",
+                    "host": "Host", "pid": "PID"},
+            css_classes=["run-events"], stylesheets=[TABLE_CSS], pagination="local", page_size=10,
         )
-        return pn.Column(title, table, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
             pn.panel(self._view, loading_indicator=True), sizing_mode="stretch_width",
             css_classes=["run-detail"],
         )
-
-
-def edit_copy_link(run_id: str) -> pn.pane.HTML:
-    """"Edit a copy": the config editor with this run's config loaded (``./editor?from=<id>``)."""
-    rid = html.escape(run_id)
-    return pn.pane.HTML(
-        f"<a class='edit-copy' href='./editor?from={rid}' style='font-weight:600'>✎ Edit a copy in the "
-        "config editor</a>", css_classes=["edit-copy-link"], sizing_mode="stretch_width", margin=(0, 10),
-    )
 
 
 def run_from_url() -> str | None:
@@ -344,7 +557,7 @@ def compare_link(selected: list[str]) -> pn.pane.HTML:
         text = ("<span class='compare-hint' style='color:#5f6b7a'>"
                 + ("Ctrl- or Shift-click 2 to 10 runs to compare them" if n < 2
                    else f"{n} selected: compare at most 10") + "</span>")
-    return pn.pane.HTML(text, css_classes=["compare-link"], sizing_mode="fixed", width=260, height=36,
+    return pn.pane.HTML(text, css_classes=["compare-link"], width=260, height=36,
                         align="center")
 
 
@@ -491,8 +704,8 @@ class JobsList(pn.viewable.Viewer):
 
 
 class RunsPage(pn.viewable.Viewer):
-    """Header (lake, run count, mine / everyone, refresh), the runs table, the selected run's
-    detail; :meth:`sidebar` holds the submit form and the jobs."""
+    """Header (lake, run counts by status, mine / everyone, refresh), the filters, the runs
+    table with its pager, the selected run's detail; :meth:`sidebar` holds the submit form and the jobs."""
 
     def __init__(self, store: LakeStore, identity: Identity | None = None, jobs: JobQueue | None = None,
                  **params: object) -> None:
@@ -517,19 +730,19 @@ class RunsPage(pn.viewable.Viewer):
         self.open_run(run_from_url())
 
     def open_run(self, run_id: str | None) -> None:
-        """Select ``run_id`` in the table and show its detail (showing everyone's runs when it is
-        not in the current filter); nothing when it is None or not a completed run."""
+        """Select ``run_id`` and show its detail (switching to everyone's runs when it is not the
+        user's); nothing when it is None or not in the lake."""
         if not run_id:
             return
         try:
-            runs = self.store.runs()
+            run = self.store.run(run_id)
         except BacklakeError:
             return
-        if not (runs["run_id"] == run_id).any():
+        if run is None:
             return
-        mine = (runs["run_id"] == run_id) & (runs["created_by"] == self.table.owner)
-        if self.table.owner is not None and not mine.any():
+        if self.table.owner is not None and run.get("created_by") != self.table.owner:
             self.owner_filter.value = EVERYONE
+        self.table.selected = [run_id]
         self.table.run_id = run_id
         self.table.load()
 
@@ -537,14 +750,24 @@ class RunsPage(pn.viewable.Viewer):
         return self.identity.name if choice == MINE else None
 
     def _on_run(self, event: param.parameterized.Event) -> None:
-        self.detail.run_id = event.new
+        # the form first (one cached query), then the detail (its charts take a moment)
         if event.new and self.submit is not None:
             try:
                 run = self.store.run(event.new)
             except BacklakeError:
-                return
+                run = None
             if run is not None:
-                self.submit.use_config(run["config"])
+                self.submit.use_config(run.get("config"))
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # in a browser session: on the next tick, so the table and the form update now
+            pn.state.execute(self._show_selected, schedule=True)
+        else:
+            self._show_selected()
+
+    def _show_selected(self) -> None:
+        if self.detail.run_id != self.table.run_id:
+            self.detail.run_id = self.table.run_id
 
     def reload(self) -> None:
         """Re-read the lake: the table, and the detail of the selected run."""
@@ -560,12 +783,17 @@ class RunsPage(pn.viewable.Viewer):
         if self.jobs_list is not None:
             self.jobs_list.poll()
 
-    def _summary(self, n: int, total: int, owner: str | None) -> pn.pane.Markdown:
+    def _summary(self, counts: dict[str, int], owner: str | None) -> pn.pane.Markdown:
+        """``Lake … · 12 completed runs by alice · 1 running · 2 failed`` (under the filters)."""
         lake = f"**Lake** `{self.store.lake_uri}`"
-        if owner is None:
-            text = f"{lake} · **{n}** completed run{'s' if n != 1 else ''}"
-        else:
-            text = f"{lake} · **{n}** completed run{'s' if n != 1 else ''} by **{owner or '?'}** · {total} in all"
+        n = counts.get("completed", 0)
+        text = f"{lake} · **{n}** completed run{'s' if n != 1 else ''}"
+        if owner is not None:
+            text += f" by **{owner or '?'}**"
+        others = [f"{counts[s]} {s}" for s in STATUSES if s != "completed" and counts.get(s)]
+        others += [f"{v} {k}" for k, v in counts.items() if k not in STATUSES and v]
+        if others:
+            text += " · " + " · ".join(others)
         return pn.pane.Markdown(text, css_classes=["runs-summary"], sizing_mode="stretch_width",
                                 margin=(12, 10, 0, 10))
 
@@ -581,10 +809,11 @@ class RunsPage(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         t = self.table.param
         return pn.Column(
-            pn.Row(pn.bind(self._summary, t.n_runs, t.n_total, t.owner), pn.bind(compare_link, t.selected),
+            pn.Row(pn.bind(self._summary, t.counts, t.owner), pn.bind(compare_link, t.selected),
                    self.owner_filter, self._refresh, sizing_mode="stretch_width"),
             self.table,
             # no detail area under the "no runs yet" message
-            pn.Column(pn.layout.Divider(), self.detail, visible=t.n_runs.rx() > 0, sizing_mode="stretch_width"),
+            pn.Column(pn.layout.Divider(), self.detail, visible=(t.n_runs.rx() > 0) | t.run_id.rx().rx.bool(),
+                      sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -44,6 +44,12 @@ DRAWN_FIGURES_JS = """(title) => [...Bokeh.index.query(v => v.model.type === 'Fi
     .filter(v => v.has_finished() && v.el.isConnected && v.canvas_view.primary.canvas.width > 0)
     .length"""
 
+#: Drawn figures whose title starts with ``prefix`` and names ``what`` (strategy and symbols).
+DRAWN_PREFIX_JS = """(prefix, what) => [...Bokeh.index.query(v => v.model.type === 'Figure')]
+    .filter(v => v.model.title != null && v.model.title.text.startsWith(prefix) && v.model.title.text.includes(what))
+    .filter(v => v.has_finished() && v.el.isConnected && v.canvas_view.primary.canvas.width > 0)
+    .length"""
+
 
 def sma_config(fast: int, slow: int) -> BacktestConfig:
     return BacktestConfig.model_validate({
@@ -217,8 +223,10 @@ def test_selecting_a_run_draws_its_equity_and_trades(dash: Page, demo_lake: Demo
     for run_id in reversed(demo_lake.run_ids):  # select one run, then another: the detail follows
         page.locator(".runs-table .tabulator-row", has_text=run_id).click()
         page.locator(".run-detail").get_by_text(f"Run {run_id}").wait_for()
-        page.wait_for_function(f"() => ({DRAWN_FIGURES_JS})('Equity — {run_id}') === 1")
-        assert page.evaluate(DRAWN_FIGURES_JS, f"Drawdown — {run_id}") == 1
+        page.locator(".run-detail").get_by_text("Backtest · sma_crossover on GOOG (1d)").wait_for()
+        # the charts are titled with strategy and symbols (dashboards/details/backtest.py)
+        page.wait_for_function(f"() => ({DRAWN_PREFIX_JS})('Equity', 'sma_crossover on GOOG') >= 1")
+        assert page.evaluate(f"() => ({DRAWN_PREFIX_JS})('Drawdown', 'sma_crossover on GOOG')") >= 1
         assert page.locator(".run-detail canvas").count() > 0
 
         n_trades = runs.filter(pl.col("run_id") == run_id)["n_trades"].item()

@@ -30,8 +30,6 @@ from backlake.data.ingest import ingest_bars
 from backlake.lake import Lake, connect
 from backlake.settings import Settings
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     UI_TIMEOUT_MS,
     _free_port,
@@ -119,20 +117,6 @@ def _stop_group(proc: subprocess.Popen) -> None:
             break
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @dataclass

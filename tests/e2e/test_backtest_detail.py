@@ -26,9 +26,8 @@ from backlake.lake import Lake
 from backlake.lake.sql import connect_readonly
 from backlake.settings import Settings
 from dashboards.fmt import metric_text, value_text
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     UI_TIMEOUT_MS,
     _free_port,
@@ -112,26 +111,7 @@ def detail_url(lake: tuple[Settings, dict[str, str]], tmp_path_factory: pytest.T
         _wait_for_page(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        stop_process(proc)
 
 
 def sql(settings: Settings, query: str, params: list | None = None) -> pl.DataFrame:

@@ -24,10 +24,9 @@ from backlake.data.samples import load_samples
 from backlake.lake import Lake, connect
 from backlake.lake.sql import connect_readonly
 from backlake.settings import Settings
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
     APP,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DRAWN_FIGURES_JS,
     REPO,
     UI_TIMEOUT_MS,
@@ -77,26 +76,7 @@ def compare_url(lake3: tuple[Settings, list[str]], tmp_path_factory: pytest.Temp
         _wait_for_page(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        stop_process(proc)
 
 
 def open_page(browser, url: str) -> tuple[object, list[str]]:

@@ -25,15 +25,11 @@ from backlake.data.ingest import ingest_bars
 from backlake.lake import Lake, connect
 from backlake.runs.backtest import commit_outcomes, execute_run, plan_runs
 from backlake.settings import Settings
+from tests.conftest import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboards" / "app.py"
 GOOG_CSV = REPO / "lib" / "backlake" / "data" / "samples" / "GOOG.csv.gz"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
 SCREENSHOT = Path("/tmp/dashboard.png")
 SERVER_START_TIMEOUT = 90.0  # seconds; the first start imports panel, holoviews and bokeh
 UI_TIMEOUT_MS = 30_000
@@ -153,26 +149,7 @@ def dashboard_url(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory)
         _wait_for_page(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        stop_process(proc)
 
 
 @dataclass

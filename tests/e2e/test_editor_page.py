@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_auth import (  # noqa: F401  (fixtures: auth_lake, server, browser, session)
+from tests.e2e.test_auth import (  # noqa: F401  (fixtures: auth_lake, server, session)
     SUBMIT_TIMEOUT_MS,
     AuthLake,
     Session,
     auth_lake,
-    browser,
     server,
     session,
     signed_in,

@@ -20,9 +20,8 @@ from backlake.analytics.health import bar_coverage
 from backlake.data.ingest import ingest_bars
 from backlake.data.synthetic import synthetic_bars
 from backlake.lake import Lake, connect
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     UI_TIMEOUT_MS,
     DemoLake,
@@ -68,26 +67,7 @@ def base_url(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory) -> I
         _wait_for_page(f"{base}/app", proc, log)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        stop_process(proc)
 
 
 def open_page(browser, url: str) -> Page:

@@ -22,9 +22,8 @@ from backlake.data.samples import load_samples
 from backlake.lake import Lake, connect
 from backlake.settings import Settings
 from flows.demo import LIVE_CONFIG, LIVE_STRATEGY
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DRAWN_FIGURES_JS,
     UI_TIMEOUT_MS,
     _free_port,
@@ -89,26 +88,7 @@ def live_url(live_lake: LiveLake, tmp_path_factory: pytest.TempPathFactory) -> I
         _wait_for_page(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        stop_process(proc)
 
 
 @dataclass

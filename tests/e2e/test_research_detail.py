@@ -26,9 +26,8 @@ from backlake.lake import Lake, connect
 from backlake.runs.goldens import add_golden
 from backlake.settings import Settings
 from dashboards.fmt import metric_text, value_text
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DRAWN_FIGURES_JS,
     REPO,
     UI_TIMEOUT_MS,
@@ -135,27 +134,8 @@ def server(research_lake: ResearchLake, tmp_path_factory: pytest.TempPathFactory
         _wait_for_page(f"{base}/regression", proc, log)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Opened:

@@ -30,10 +30,9 @@ from backlake.lake import Lake, connect
 from backlake.runs.commit import RunRecord, commit
 from backlake.runs.events import Attempt, End, claim, finish
 from backlake.settings import Settings
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
     APP,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     UI_TIMEOUT_MS,
     Page,
@@ -130,26 +129,7 @@ def server(runs_lake: RunsLake, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _wait_for_page(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        stop_process(proc)
 
 
 @pytest.fixture

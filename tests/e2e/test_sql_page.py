@@ -21,9 +21,8 @@ import pytest
 
 from backlake.data.ingest import ingest_bars
 from backlake.lake import Lake
+from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     UI_TIMEOUT_MS,
     DemoLake,
@@ -79,26 +78,7 @@ def base_url(demo_lake: DemoLake, tmp_path_factory: pytest.TempPathFactory) -> I
         _wait_for_page(f"{base}/sql", proc, log)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        stop_process(proc)
 
 
 def open_page(browser, url: str) -> Page:
@@ -301,9 +281,4 @@ def test_sql_and_report_pages_show_nothing_without_a_sign_in(browser, demo_lake:
             assert run_id not in page.content()
             page.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)

@@ -13,7 +13,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.lake import Lake, connect
 from backlake.settings import Settings
 from flows.cli.entry import main
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS, goog_bars, run_configs, sma_config
+from tests.e2e.test_dashboard import goog_bars, run_configs, sma_config
 
 SHOTS = Path("/tmp")
 
@@ -23,20 +23,6 @@ def make_runs(settings: Settings, *pairs: tuple[int, int]) -> list[str]:
     if not lake.exists("bars"):
         ingest_bars(lake, goog_bars())
     return run_configs(lake, [sma_config(f, s) for f, s in pairs])
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def open_offline(browser, path: Path):

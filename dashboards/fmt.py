@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from backlake.metrics import METRIC_UNITS
+from backlake.metrics import unit_kind
 
 __all__ = ["unit_kind", "metric_text", "value_text", "BOKEH_FORMATS", "DASH"]
 
@@ -24,27 +24,6 @@ DASH = "–"
 #: NumeralJS formats (Tabulator's NumberFormatter, Bokeh tick formatters) per kind
 BOKEH_FORMATS = {"pct": "0.00%", "ratio": "0.000", "count": "0,0", "days": "0,0.0", "money": "0,0.00",
                  "num": "0,0.[0000]"}
-
-
-def unit_kind(name: str) -> str:
-    """The display kind of metric ``name`` from its unit."""
-    unit = METRIC_UNITS.get(name, "")
-    if not unit:
-        if "cost" in name or name.endswith(("_pnl", "pnl")):
-            return "money"
-        return "num"
-    head = unit.split(";")[0]
-    if head.startswith("fraction"):
-        return "pct"
-    if head.startswith("ratio"):
-        return "ratio"
-    if head.startswith(("count", "bars")):
-        return "count"
-    if head.startswith("days"):
-        return "days"
-    if head.startswith("currency"):
-        return "money"
-    return "num"
 
 
 def value_text(kind: str, value: float | None) -> str:

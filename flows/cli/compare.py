@@ -82,23 +82,17 @@ def _mark(name: str, v: float | None, mark: str) -> str:
 
 
 def _unit_text(name: str, v: float) -> str:
-    """A metric in its unit (``METRIC_UNITS``): fractions as %, ratios to 3 decimals, counts and
-    bars whole, days to 1 decimal, money (and the cost summary) to 2 decimals with separators."""
+    """A metric in its unit (``backlake.metrics.unit_kind``): fractions as %, ratios to 3
+    decimals, counts and bars whole, days to 1 decimal, money (and the cost summary) to 2
+    decimals with separators."""
     import math
 
-    from backlake.metrics import METRIC_UNITS
+    from backlake.metrics import unit_kind
 
     if not math.isfinite(v):
         return str(v)
-    unit = METRIC_UNITS.get(name, "currency" if "cost" in name else "").split(";")[0]
-    if unit.startswith("fraction"):
-        return f"{v:.2%}"
-    if unit.startswith("ratio"):
-        return f"{v:.3f}"
-    if unit.startswith(("count", "bars")):
-        return f"{v:,.0f}"
-    if unit.startswith("days"):
-        return f"{v:,.1f}"
-    if unit.startswith("currency"):
-        return f"{v:,.2f}"
-    return f"{v:.4g}"
+    return _CLI_FORMATS[unit_kind(name)].format(v)
+
+
+_CLI_FORMATS = {"pct": "{:.2%}", "ratio": "{:.3f}", "count": "{:,.0f}", "days": "{:,.1f}", "money": "{:,.2f}",
+                "num": "{:.4g}"}

@@ -44,6 +44,7 @@ __all__ = [
     "HEADLINE_METRICS",
     "METRIC_UNITS",
     "compute_metrics",
+    "unit_kind",
     "monthly_returns",
     "segment_metrics",
 ]
@@ -117,6 +118,22 @@ _TRADE_NEEDS = ("exit_ts", "pnl", "return_pct", "bars_held", "mae", "mfe", "exit
 
 
 # ---------------------------------------------------------------------------------------------
+def unit_kind(name: str) -> str:
+    """How metric ``name`` is displayed, from its unit in :data:`METRIC_UNITS`: ``pct``
+    (fractions), ``ratio``, ``count`` (trades, bars), ``days``, ``money`` (currency, and every
+    cost or P&L figure without a unit of its own) or ``num`` (anything else). The CLI and the
+    pages format numbers by this one map."""
+    unit = METRIC_UNITS.get(name, "")
+    if not unit:
+        return "money" if "cost" in name or name.endswith("pnl") else "num"
+    head = unit.split(";")[0]
+    for prefix, kind in (("fraction", "pct"), ("ratio", "ratio"), ("count", "count"), ("bars", "count"),
+                         ("days", "days"), ("currency", "money")):
+        if head.startswith(prefix):
+            return kind
+    return "num"
+
+
 # public API
 
 

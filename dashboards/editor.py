@@ -100,6 +100,22 @@ def label(f: FormField) -> str:
     return LABELS.get(f.name, f.name.replace("_", " ").capitalize())
 
 
+def _json_text(value: Any) -> str:
+    """An object-valued parameter as the one-line JSON its text box shows."""
+    return "" if value is None else json.dumps(value, sort_keys=True)
+
+
+def _json_value(text: str | None) -> Any:
+    """The object typed into a JSON text box (``{}`` when empty); text that is not JSON is
+    passed on as it is, so validation names the field and what it expects."""
+    if not (text or "").strip():
+        return {}
+    try:
+        return json.loads(str(text))
+    except json.JSONDecodeError:
+        return text
+
+
 def json_error(text: str, err: json.JSONDecodeError) -> str:
     """The parse error as HTML: line, column, the message, the line with a caret under the column."""
     lines = text.splitlines() or [""]
@@ -224,6 +240,8 @@ class ConfigEditor(pn.viewable.Viewer):
                                   **common)
         elif f.kind == "date":
             w = pn.widgets.DatePicker(value=value, **common)
+        elif f.kind == "json":
+            w = pn.widgets.TextInput(value=_json_text(value), placeholder="{}", **common)
         else:
             w = pn.widgets.TextInput(value=value or "", placeholder="none" if f.optional else "", **common)
         w.param.watch(self._on_change, "value")
@@ -332,6 +350,8 @@ class ConfigEditor(pn.viewable.Viewer):
             value = w.value
             if f.kind == "text":
                 value = value or None
+            elif f.kind == "json":
+                value = _json_value(value)
             out[path] = value
         if self.universe_kind.value == SYMBOLS:
             out["universe"] = [s.strip() for s in (self.symbols.value or "").split(",") if s.strip()]
@@ -350,7 +370,7 @@ class ConfigEditor(pn.viewable.Viewer):
                 if path in values and path != "strategy":
                     value = values[path]
                     f = self._fields[path]
-                    w.value = (value or "") if f.kind == "text" else value
+                    w.value = (value or "") if f.kind == "text" else _json_text(value) if f.kind == "json" else value
             universe = values.get("universe")
             if isinstance(universe, str):
                 self.universe_kind.value, self.symbols.value = universe, ""

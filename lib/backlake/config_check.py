@@ -52,7 +52,7 @@ __all__ = [
 #: Keys a config always carries (everything else has a default and is folded away when equal to it).
 REQUIRED = ("strategy", "universe")
 
-Kind = Literal["int", "float", "bool", "choice", "text", "date", "universe", "toggle"]
+Kind = Literal["int", "float", "bool", "choice", "text", "date", "universe", "toggle", "json"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,8 @@ def _model_fields(model: type[BaseModel], prefix: str) -> list[FormField]:
                                  description=description, bounds=_bounds(info.metadata)))
         elif inner is dt.date:
             out.append(FormField(path, "date", default, optional, description=description))
+        elif inner is dict or get_origin(inner) is dict:  # an object-valued parameter, edited as JSON
+            out.append(FormField(path, "json", default, optional, description=description))
         else:
             out.append(FormField(path, "text", default, optional, description=description))
     return out
@@ -237,6 +239,9 @@ def _fits(f: FormField, value: Any) -> str | None:
         except ValueError:
             return f"{shorten(value)} is not a date: write YYYY-MM-DD, e.g. \"2010-01-04\""
         return None if isinstance(value, str) else "must be a date written YYYY-MM-DD"
+    if f.kind == "json":
+        ok = isinstance(value, Mapping)
+        return None if ok else f'must be an object such as {{"lookback": 126}}, not {shorten(value)}'
     if f.kind == "universe":
         if isinstance(value, str):
             return None if value in f.choices else unknown_name_message("universe", value, f.choices)

@@ -33,9 +33,15 @@ VERA = Identity(auth.User("vera", "viewer"), "none")
 
 def busy_config(strategy: str) -> dict[str, Any]:
     """A config of ``strategy`` with a non-default value in every section and every parameter."""
-    params = {}
+    params: dict[str, Any] = {}
     for name, info in get_strategy(strategy).params_model.model_fields.items():
+        if isinstance(info.default, bool) or not isinstance(info.default, int | float):
+            continue  # names, choices, objects and unset options: set per strategy below
         params[name] = info.default + 1 if isinstance(info.default, int) else round(info.default + 0.01, 6)
+    if strategy == "alpha":  # every kind of parameter: a name, an object, a choice, a flag, options
+        params.update({"alpha": "low_volatility", "alpha_params": {"window": 42}, "method": "top_n",
+                       "quantile": 0.25, "long_short": True, "net": 0.1, "max_weight": 0.4,
+                       "rebalance": "weekly"})
     return {
         "strategy": strategy, "params": params, "universe": ["GOOG", "AAPL"], "start": "2006-01-03",
         "end": "2012-12-31", "timeframe": "1h" if get_strategy(strategy).intraday_only else "1d",

@@ -55,6 +55,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("health", "Health"),
     ("editor", "New backtest"),
     ("regression", "Regression"),
+    ("alpha", "Alpha"),
     ("sql", "SQL"),
 )
 
@@ -72,7 +73,7 @@ HEADER_CSS = """
 
 NAV_CSS = """
 .bl-nav { display: flex; gap: 4px; align-items: center; white-space: nowrap; }
-.bl-nav a { color: rgba(255, 255, 255, 0.85); text-decoration: none; padding: 4px 10px; border-radius: 6px;
+.bl-nav a { color: rgba(255, 255, 255, 0.85); text-decoration: none; padding: 4px 8px; border-radius: 6px;
   font-size: 0.95rem; }
 .bl-nav a:hover { background: rgba(255, 255, 255, 0.12); color: #fff; }
 .bl-nav a.active { background: rgba(255, 255, 255, 0.22); color: #fff; font-weight: 600; }

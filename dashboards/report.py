@@ -32,7 +32,7 @@ from backlake.errors import ConfigError
 from backlake.settings import Settings, get_settings
 
 __all__ = ["render_report", "report_html", "report_header", "find_run", "ReportStore", "REPORTS_DIR",
-           "PRINT_CSS"]
+           "PRINT_CSS", "PRINT_HIDDEN", "PRINT_SCRIPT"]
 
 #: The directory (or S3 prefix) beside the lake's tables that holds the stored reports.
 REPORTS_DIR = "_reports"
@@ -59,6 +59,41 @@ body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, 
   .bl-report-head { break-inside: avoid; page-break-inside: avoid; }
 }
 """
+
+#: What a printed report leaves out: the charts' toolbars (Bokeh; Plotly's mode bar) and the
+#: interactive widgets (pickers, sliders, buttons, the tables' pagers, tab headers: the tab shown
+#: prints). They live in the shadow roots of the charts and widgets, out of reach of the
+#: document's stylesheet.
+PRINT_HIDDEN = (
+    ".bk-ToolbarPanel", ".bk-Toolbar", ".modebar-container", ".modebar", ".bk-Slider", ".bk-RangeSlider",
+    ".bk-Select", ".bk-MultiChoice", ".bk-MultiSelect", ".bk-TextInput", ".bk-TextAreaInput", ".bk-DatePicker",
+    ".bk-Spinner", ".bk-NumericInput", ".bk-Button", ".bk-Toggle", ".bk-RadioButtonGroup", ".bk-CheckboxButtonGroup",
+    ".bk-CheckboxGroup", ".tabulator-footer", ".bk-header:has(.bk-tab)",
+)
+PRINT_HIDE_CSS = "@media print { " + ", ".join(PRINT_HIDDEN) + " { display: none !important; } }"
+#: Puts :data:`PRINT_HIDE_CSS` into every shadow root of the page (as the charts and widgets
+#: render, and again right before printing), so print, and Print to PDF, shows no toolbar.
+PRINT_SCRIPT = """(() => {
+  const css = __CSS__;
+  const adopt = (root) => {
+    if (root.querySelector && root.querySelector(':scope > style.bl-print-hide')) return;
+    const style = document.createElement('style');
+    style.className = 'bl-print-hide';
+    style.textContent = css;
+    root.appendChild(style);
+  };
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { adopt(el.shadowRoot); walk(el.shadowRoot); }
+    }
+  };
+  const run = () => { try { walk(document); } catch (e) { /* printing must go on */ } };
+  window.addEventListener('beforeprint', run);
+  window.matchMedia('print').addEventListener('change', run);
+  let n = 0;  /* the charts render after load: keep up with them for a while */
+  const timer = setInterval(() => { run(); if (++n >= 120) clearInterval(timer); }, 250);
+  window.addEventListener('load', run);
+})();""".replace("__CSS__", json.dumps(PRINT_HIDE_CSS))
 
 
 def find_run(store: Any, run_id: str) -> dict[str, Any]:
@@ -172,14 +207,15 @@ def render_report(store: Any, run_id: str, path: str | Path) -> Path:
     run = find_run(store, run_id)
     with pn.config.set(inline=True):  # the widgets' stylesheets inline too, not links to Panel's CDN
         view = report_view(store, run)
-        view.save(str(out), resources=INLINE, embed=True, max_states=100, progress=False,
+        view.save(str(out), resources=INLINE, embed=True, max_states=100, max_opts=20, progress=False,
                   title=f"backlake — {report_title(run)}")
-    # a style block in <head> as well: the print rules must reach the page, not only a shadow root
+    # a style block in <head> as well: the print rules must reach the page, not only a shadow root;
+    # and a script that puts the rule hiding toolbars and widgets in print into every shadow root
     text = inline_panel_assets(out.read_text(encoding="utf-8"))
     # the document's own </head> is the last one followed by <body> (inline scripts hold others)
     head = max((m.start() for m in re.finditer(r"</head>\s*<body", text)), default=-1)
     if head >= 0:
-        text = f"{text[:head]}<style>{PRINT_CSS}</style>\n{text[head:]}"
+        text = f"{text[:head]}<style>{PRINT_CSS}</style>\n<script>{PRINT_SCRIPT}</script>\n{text[head:]}"
     out.write_text(text, encoding="utf-8")
     return out
 

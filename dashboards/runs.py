@@ -34,7 +34,7 @@ from dashboards.jobs import Job, JobQueue
 from dashboards.store import KINDS, STATUSES, LakeStore, RunFilter
 
 __all__ = ["RunsPage", "RunsTable", "RunDetail", "SubmitForm", "JobsList", "MINE", "EVERYONE",
-           "default_owner_filter", "format_params", "symbols_html", "status_html", "kind_html"]
+           "default_owner_filter", "format_params", "symbols_html", "status_html", "kind_html", "progress_parts"]
 
 EMPTY_LAKE = (
     "**No runs yet** — run `backlake demo` to ingest the sample data and backtest the demo "
@@ -107,9 +107,34 @@ def elapsed_text(since: Any, now: dt.datetime | None = None) -> str:
     return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
 
 
+def progress_parts(progress: Any, now: dt.datetime | None = None) -> tuple[str, str] | None:
+    """A running run's latest progress report (a mapping with done, total, unit, ts, e.g. a row of
+    ``LakeStore.progress``) as (a bar, ``3/8 chunks (38 %) · 12 s ago``); None without one."""
+    if progress is None:
+        return None
+    try:
+        done, total = int(progress["done"]), int(progress["total"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    frac = 1.0 if total <= 0 else min(1.0, max(0.0, done / total))
+    pct = int(frac * 100 + 0.5)
+    unit = str(progress.get("unit") or "")
+    text = " ".join(f"{done:,}/{total:,} {unit} ({pct} %)".split())
+    age = elapsed_text(progress.get("ts"), now)
+    if age:
+        text += f" · {age} ago"
+    bar = (f"<span class='bl-progress' role='progressbar' aria-valuemin='0' aria-valuemax='{total}' "
+           f"aria-valuenow='{done}' title='{html.escape(text, quote=True)}' style='display:inline-block;width:64px;"
+           "height:7px;background:#d6e4f5;border-radius:4px;vertical-align:middle;overflow:hidden;margin:0 4px'>"
+           f"<span class='bl-progress-bar' style='display:block;height:100%;width:{frac * 100:.1f}%;"
+           "background:#1f5fa8'></span></span>")
+    return bar, text
+
+
 def status_html(status: str | None, error: str | None = None, message: str | None = None,
-                since: Any = None, now: dt.datetime | None = None) -> str:
-    """A status badge and what goes with it: a running run's progress (its latest event's
+                since: Any = None, now: dt.datetime | None = None, progress: Any = None) -> str:
+    """A status badge and what goes with it: a running run's progress (its latest progress
+    report, ``progress``: a bar and ``3/8 chunks (38 %) · 12 s ago``; else its latest event's
     message) and elapsed time, a failed run's error (first line; all of it on hover), a cancelled
     run's who/what (the cancelling event's message)."""
     status = status or "unknown"
@@ -118,6 +143,15 @@ def status_html(status: str | None, error: str | None = None, message: str | Non
              f"color:{fg}'>{html.escape(status)}</span>")
     note, full = "", ""
     if status in ("running", "pending"):
+        shown = progress_parts(progress, now)
+        if shown is not None:
+            bar, text = shown
+            running_for = elapsed_text(since, now)
+            full = " · ".join(p for p in (text, f"running for {running_for}" if running_for else "", message or "")
+                              if p)
+            return (f"{badge}{bar}<span class='bl-status-note bl-progress-text' "
+                    f"title='{html.escape(full, quote=True)}' style='color:{fg};font-size:0.85em'>"
+                    f"{html.escape(text)}</span>")
         parts = [p for p in (_first_line(message, 40), elapsed_text(since, now)) if p]
         note, full = " · ".join(parts), message or ""
     elif status in ("failed", "crashed"):
@@ -163,6 +197,8 @@ TABLE_CSS = """
 :host .tabulator-row.tabulator-selected .bl-kind,
 :host .tabulator-row.tabulator-selected .bl-status { background: #fff; }
 :host .tabulator-row.tabulator-selected .bl-status-note { color: #fff !important; }
+:host .tabulator-row.tabulator-selected .bl-progress { background: rgba(255,255,255,0.35) !important; }
+:host .tabulator-row.tabulator-selected .bl-progress-bar { background: #fff !important; }
 :host .bl-status-note { display: inline-block; max-width: 240px; overflow: hidden; text-overflow: ellipsis;
   vertical-align: bottom; white-space: nowrap; }
 :host .tabulator .tabulator-cell { padding: 5px 8px; }
@@ -170,16 +206,21 @@ TABLE_CSS = """
 FILTER_CSS = ":host { margin-top: 0; }"
 
 
-def table_frame(rows: pd.DataFrame, now: dt.datetime | None = None) -> pd.DataFrame:
+def table_frame(rows: pd.DataFrame, now: dt.datetime | None = None,
+                progress: pd.DataFrame | None = None) -> pd.DataFrame:
     """A page of ``LakeStore.runs_page`` rows as the table shows them (HTML badges, the metric
-    columns as text in their units)."""
+    columns as text in their units); ``progress``: the running runs' latest progress reports
+    (``LakeStore.progress``), shown as a bar and ``3/8 chunks (38 %)`` in their status cell."""
     out = pd.DataFrame({"run_id": rows["run_id"].astype(str)})
+    reports = ({str(r["run_id"]): r for r in progress.to_dict("records")}
+               if progress is not None and not progress.empty else {})
     out["kind"] = [kind_html(k if isinstance(k, str) else None) for k in rows["kind"]]
     out["status"] = [
         status_html(st if isinstance(st, str) else None, e if isinstance(e, str) else None,
-                    m if isinstance(m, str) else None, c if pd.isna(ts) else ts, now)
-        for st, e, m, c, ts in zip(rows["status"], rows["error"], rows["message"], rows["created_at"],
-                                   rows["status_ts"])
+                    m if isinstance(m, str) else None, c if pd.isna(ts) else ts, now,
+                    reports.get(str(rid)))
+        for rid, st, e, m, c, ts in zip(rows["run_id"], rows["status"], rows["error"], rows["message"],
+                                        rows["created_at"], rows["status_ts"])
     ]
     out["strategy"] = rows["strategy"].fillna(DASH)
     out["symbols"] = [symbols_html(s if isinstance(s, str) else None) for s in rows["symbols"]]
@@ -328,7 +369,12 @@ class RunsTable(pn.viewable.Viewer):
                 self._show_message(NO_MATCH, "info")
             return
         self.rows = got.rows
-        shown = table_frame(got.rows)
+        active = got.rows.loc[got.rows["status"].isin(["running", "pending"]), "run_id"].astype(str).tolist()
+        try:
+            reports = self.store.progress(active) if active else None
+        except BacklakeError:  # progress is a nicety: the list shows without it
+            reports = None
+        shown = table_frame(got.rows, progress=reports)
         self._loading = True
         try:
             self._table.value = shown
@@ -429,6 +475,13 @@ class RunDetail(pn.viewable.Viewer):
             events = self.store.run_events(self.run_id)
         except BacklakeError as e:
             return _alert(f"**Cannot read run `{self.run_id}`**: {e}", "danger")
+        if run.get("status") in ("running", "pending"):
+            try:
+                reports = self.store.progress([self.run_id])
+            except BacklakeError:  # progress is a nicety: the detail shows without it
+                reports = pd.DataFrame()
+            if not reports.empty:
+                run = {**run, "progress": reports.iloc[0].to_dict()}  # a copy: the store's is shared
         parts: list[Any] = [self._header(run), self._links(run)]
         if run.get("status") == "completed":
             try:
@@ -479,7 +532,8 @@ class RunDetail(pn.viewable.Viewer):
         names = [s for s in str(run.get("symbols") or "").split(",") if s]
         universe = (f"<div class='bl-universe-list' style='color:#5f6b7a;font-size:0.85em'>Universe "
                     f"({len(names)}): {html.escape(', '.join(names))}</div>" if len(names) > MAX_SYMBOLS_SHOWN else "")
-        status = status_html(run.get("status"), run.get("error"), run.get("message"), run.get("created_at"))
+        status = status_html(run.get("status"), run.get("error"), run.get("message"), run.get("created_at"),
+                             progress=run.get("progress"))
         return pn.pane.HTML(
             f"<div class='bl-run-title' style='display:flex;gap:10px;align-items:center'>"
             f"<h3 style='margin:0'>{html.escape(cls.title(run))}</h3>{kind_html(run.get('kind'))}{status}</div>"
@@ -512,6 +566,9 @@ class RunDetail(pn.viewable.Viewer):
         if status in ("running", "pending"):
             since = elapsed_text(run.get("created_at"))
             note = f" ({html.escape(message)})" if message else ""
+            shown = progress_parts(run.get("progress"))
+            if shown is not None:
+                note = f": **{html.escape(shown[1])}**{note}"
             return pn.pane.Alert(f"**This run is {status}**{note} — for {since}. Its results appear when it "
                                  "completes; press **Refresh**.", alert_type="info", sizing_mode="stretch_width",
                                  css_classes=["run-running"])

@@ -239,6 +239,22 @@ class LakeStore:
 
         return self._cached(("run", run_id), load)
 
+    def progress(self, run_ids: list[str]) -> pd.DataFrame:
+        """The latest progress report (``run_progress``) of each of ``run_ids`` made by the
+        attempt running it now (its latest ``running`` event's): run_id, done, total, unit, ts
+        (naive UTC). Runs with no report by that attempt are absent."""
+        ids = sorted(dict.fromkeys(str(r) for r in run_ids))
+        if not ids:
+            return pd.DataFrame(columns=["run_id", "done", "total", "unit", "ts"])
+        marks = ", ".join("?" for _ in ids)
+        return self._cached(("progress", tuple(ids)), lambda: self._query(f"""
+            WITH cur AS (SELECT run_id, arg_max(attempt, ts) AS attempt FROM run_events
+                         WHERE status = 'running' AND run_id IN ({marks}) GROUP BY run_id)
+            SELECT p.run_id, arg_max(p.done, p.ts) AS done, arg_max(p.total, p.ts) AS total,
+                   arg_max(p.unit, p.ts) AS unit, timezone('UTC', max(p.ts)) AS ts
+            FROM run_progress p JOIN cur ON p.run_id = cur.run_id AND p.attempt = cur.attempt
+            WHERE p.run_id IN ({marks}) GROUP BY p.run_id ORDER BY p.run_id""", [*ids, *ids]))
+
     def run_events(self, run_id: str) -> pd.DataFrame:
         """A run's events in order: ts, status, message, attempt, host, pid."""
         return self._cached(("run_events", run_id), lambda: self._query(

@@ -124,6 +124,23 @@ def prefect_alive(attempt_id: str) -> bool | None:
     return None if state is None else not state.is_final()
 
 
+def progress_job(kind: str, run_id: str) -> str:
+    """The name a flow reports a run's progress under (``backlake.progress``): ``sweep
+    3f2a1b0c9d8e``, ``walk-forward 3f2a1b0c9d8e``..."""
+    return f"{RUN_LABELS.get(kind, kind)} {run_id[:12]}"
+
+
+@contextlib.contextmanager
+def lake_progress(lake: Lake, kind: str, run_id: str):
+    """While the block runs, write the run's progress reports (:func:`progress_job`) to the
+    lake's ``run_progress`` table for the runs page, throttled; a failed write is logged, never
+    raised (``backlake.runs.progress``)."""
+    from backlake.runs.progress import recording
+
+    with recording(lake, run_id, current_attempt().id, job=progress_job(kind, run_id)) as writer:
+        yield writer
+
+
 def start_runs(lake: Lake, run_ids) -> Claimed:
     """Claim ``run_ids`` for this flow run: ``pending`` and ``running`` in one commit, tagged
     with the flow run; runs another live attempt holds are left to it (``.busy``)."""
@@ -258,6 +275,10 @@ def _describe(kind: str, p: Mapping[str, Any]) -> str:
         return " ".join(x for x in (label, source, what, "(revise)" if p.get("revise") else "") if x)
     if kind == "maintenance":
         return f"{label} (dry run)" if p.get("dry_run") else label
+    if kind == "alpha":
+        names = [a if isinstance(a, str) else a["name"] for a in p["alphas"]] if p.get("alphas") else ["defaults"]
+        universe = p.get("universe") or "sp500_stocks"
+        return f"{label} {shorten(names)} on {shorten([universe] if isinstance(universe, str) else universe)}"
     if kind == "regression":
         goldens = p["goldens"]
         if isinstance(goldens, str):
@@ -404,6 +425,9 @@ def run_queries(kind: str, run_ids: Sequence[str]) -> list[str]:
                      f"SELECT * FROM trials WHERE parent_id = '{rid}' ORDER BY is_score DESC LIMIT 10"],
         "walk_forward": [f"SELECT * FROM metrics WHERE run_id = '{rid}'",
                          f"SELECT * FROM windows WHERE parent_id = '{rid}' ORDER BY window"],
+        "alpha": [f"SELECT segment, name, value FROM metrics WHERE run_id = '{rid}' AND segment LIKE 'ic:%'",
+                  f"SELECT horizon, avg(ic) AS mean_ic, avg(rank_ic) AS mean_rank_ic FROM ic WHERE run_id = '{rid}' "
+                  "GROUP BY horizon ORDER BY horizon"],
     }
     return queries.get(kind, [f"SELECT * FROM metrics WHERE run_id = '{rid}'"])
 

@@ -64,6 +64,23 @@ def demo_live_feed() -> dict:
     return {"strategy": LIVE_STRATEGY, "run_id": run["run_id"], "new_days": report.rows_new, "level": level}
 
 
+#: the demo's alpha research: two alphas evaluated together on the 20-stock panel (monthly
+#: rebalance), the first one attributed to the Fama-French 3 factors (the Alpha page's data)
+DEMO_ALPHAS = ["momentum_12_1", "low_volatility"]
+DEMO_ALPHA_WEIGHTS = {"method": "zscore", "rebalance": "monthly"}
+
+
+def demo_alpha() -> dict:
+    """Evaluate and backtest :data:`DEMO_ALPHAS` on sp500_stocks through the ``alpha`` flow and
+    attribute the first run (ff3); idempotent like the rest of the demo."""
+    from backlake.runs.alpha import attribute_run
+    from flows.alpha import alpha_flow
+
+    out = alpha_flow(DEMO_ALPHAS, universe="sp500_stocks", weights=DEMO_ALPHA_WEIGHTS)
+    attributed = attribute_run(open_lake(), out["runs"][0]["run_id"], "ff3")
+    return {**out, "attributed": attributed.run_id, "alpha_t": attributed.metrics.get("alpha_t")}
+
+
 @flow(name="demo", flow_run_name=flow_run_namer("demo"), **STOP_HOOKS)
 def demo_flow() -> dict:
     """Ingest the samples, backtest the demo configs, sweep and walk forward on the S&P 500
@@ -82,9 +99,10 @@ def demo_flow() -> dict:
     progress.report("demo", 3, 4, "steps")
     wf = walk_forward_flow(DEMO_CONFIGS[1], WALK_FORWARD["grid"], train=WALK_FORWARD["train"],
                            test=WALK_FORWARD["test"])
+    alpha = demo_alpha()
     progress.report("demo", 4, 4, "steps")
     return {"ingest": report, "runs": runs, "sweep": sweep, "walk_forward": wf, "golden": reference["run_id"],
-            "live": live}
+            "live": live, "alpha": alpha}
 
 
 def run_demo(progress_mode: str = "auto") -> int:
@@ -114,6 +132,13 @@ def run_demo(progress_mode: str = "auto") -> int:
     if live:
         print(f"live feed {live['strategy']} (worse fills of run {live['run_id']}): {live['new_days']} new day(s); "
               f"live monitor level {live['level']} (`backlake live overlay {live['strategy']}`, page /live)")
+    alpha = out.get("alpha")
+    if alpha:
+        names = ", ".join(f"{r['alpha']} {r['run_id']}" for r in alpha["runs"])
+        t = alpha.get("alpha_t")
+        print(f"alphas on sp500_stocks (IC at 1, 5, 10, 21 days, monthly zscore backtest): {names}; "
+              f"ff3 attribution of {alpha['attributed']}" + (f" (alpha t-stat {t:.2f})" if t is not None else "")
+              + " (`backlake alpha evaluate NAME`, page /alpha)")
     print(
         "\nNext:\n"
         "  open the dashboards:  .venv/bin/backlake dashboard   then browse http://127.0.0.1:5006/app\n"

@@ -28,6 +28,7 @@ from flows._common import (
     current_attempt,
     flow_run_namer,
     label_flow_run,
+    lake_progress,
     open_lake,
     publish_runs,
     start_runs,
@@ -60,7 +61,8 @@ def _run(lake, job: jobs.Job, work, details=None) -> dict:
     started = dt.datetime.now(dt.UTC)
     pinned = PinnedBars(job.bars, lake.settings.lake_uri, job.config, job.data_versions["bars"])
     try:
-        out = work(pinned, started, gen)
+        with lake_progress(lake, job.kind, job.run_id):  # the job's reports, for the runs page
+            out = work(pinned, started, gen)
     except Exception as e:
         finish(lake, [End(job.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
         raise

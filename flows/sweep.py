@@ -29,7 +29,9 @@ from flows._common import (
     current_attempt,
     flow_run_namer,
     label_flow_run,
+    lake_progress,
     open_lake,
+    progress_job,
     publish_runs,
     start_runs,
 )
@@ -76,20 +78,21 @@ def sweep_flow(
     bars = plan.bars  # read once at the pinned version
     plan = dataclasses.replace(plan, bars=None)  # tasks get the bars through PinnedBars
     # Opaque: Prefect need not walk the plan (thousands of combinations) or frames for futures
-    job, total = f"sweep {plan.run_id[:12]}", len(plan.chunks)
-    progress.report(job, 0, total, "chunks")
+    job, total = progress_job("sweep", plan.run_id), len(plan.chunks)
     pinned = PinnedBars(bars, lake.settings.lake_uri, cfg, plan.data_versions["bars"])
-    futures = [sweep_chunk_task.submit(Opaque(plan), k, pinned, lake_uri) for k in range(total)]
     frames: list = []
     try:
-        for b, chunk_ids in enumerate(batches(total)):
-            batch_frames = []
-            for k in chunk_ids:  # awaited in order: the bar counts the chunks finished so far
-                batch_frames.append(futures[k].result())
-                progress.report(job, k + 1, total, "chunks")
-            commit_trials_task(Opaque(plan), b, Opaque(batch_frames), lake_uri)
-            frames.extend(batch_frames)
-            log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, total)
+        with lake_progress(lake, "sweep", plan.run_id):  # the reports, for the runs page
+            progress.report(job, 0, total, "chunks")
+            futures = [sweep_chunk_task.submit(Opaque(plan), k, pinned, lake_uri) for k in range(total)]
+            for b, chunk_ids in enumerate(batches(total)):
+                batch_frames = []
+                for k in chunk_ids:  # awaited in order: the bar counts the chunks finished so far
+                    batch_frames.append(futures[k].result())
+                    progress.report(job, k + 1, total, "chunks")
+                commit_trials_task(Opaque(plan), b, Opaque(batch_frames), lake_uri)
+                frames.extend(batch_frames)
+                log.info("sweep %s: %d / %d chunks committed", plan.run_id, chunk_ids[-1] + 1, total)
     except Exception as e:
         finish(lake, [End(plan.run_id, gen, "failed", f"{type(e).__name__}: {e}")], current_attempt())
         raise

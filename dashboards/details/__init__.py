@@ -25,7 +25,7 @@ View = Callable[[Any, dict[str, Any]], pn.viewable.Viewable]
 _VIEWS: dict[str, View] = {}
 
 #: Modules of this package that register views (imported on first use; a missing one is skipped).
-VIEW_MODULES = ("backtest", "research")
+VIEW_MODULES = ("backtest", "research", "alpha")
 
 
 def register(*kinds: str) -> Callable[[View], View]:

@@ -635,6 +635,7 @@ def _fan_figure(store: Any, run: dict[str, Any], cfg: dict[str, Any]) -> Any:
         trade_r = store.query("SELECT return_pct FROM trades WHERE run_id = ? AND exit_reason <> 'end_of_data' "
                               "ORDER BY trade_id", [run["run_id"]], key=("research.mc.trades", run["run_id"]))
         trade_r = trade_r["return_pct"].to_numpy(dtype=float)
+    entries = _entries(store, run, cfg, eq) if method == "random_entry" else None
     parts, used = [], 0
     for s in seeds:
         k = min(n_paths, FAN_MAX_PATHS - used)
@@ -643,7 +644,8 @@ def _fan_figure(store: Any, run: dict[str, Any], cfg: dict[str, Any]) -> Any:
         parts.append(rv.mc_equity_paths(method=method, n_paths=k, seed=int(s),
                                         block_size=int(cfg.get("block_size") or 20),
                                         equity=eq["equity"].to_numpy(dtype=float), trade_returns=trade_r,
-                                        initial_cash=float(cfg.get("initial_cash") or eq["equity"].iloc[0])))
+                                        initial_cash=float(cfg.get("initial_cash") or eq["equity"].iloc[0]),
+                                        entries=entries))
         used += k
     paths = np.vstack(parts)
     bands = rv.fan_percentiles(paths)
@@ -663,6 +665,27 @@ def _fan_figure(store: Any, run: dict[str, Any], cfg: dict[str, Any]) -> Any:
     f.yaxis.formatter = NumeralTickFormatter(format="0,0")
     f.legend.location = "top_left"
     return f
+
+
+def _entries(store: Any, run: dict[str, Any], cfg: dict[str, Any], eq: pd.DataFrame) -> dict[str, Any]:
+    """What ``random_entry`` paths need per trade (``rv.ENTRY_FIELDS``): the run's trades in
+    order with their entry bars' low / high from the bars at the version the run pinned."""
+    version = parse_json(run.get("data_versions")).get("bars")
+    if version is None:
+        raise BacklakeError("the run records no bars version, so its entry bars cannot be read")
+    df = store.query(
+        "WITH t AS (SELECT trade_id, symbol, direction, qty, entry_price, entry_ts FROM trades WHERE run_id = ?), "
+        "b AS (SELECT symbol, ts, first(low) AS low, first(high) AS high FROM bars_at(?) "
+        "      WHERE timeframe = ? AND symbol IN (SELECT DISTINCT symbol FROM t) GROUP BY symbol, ts) "
+        "SELECT t.*, b.low, b.high, epoch_us(t.entry_ts) AS entry_us FROM t "
+        "LEFT JOIN b ON b.symbol = t.symbol AND b.ts = t.entry_ts ORDER BY t.trade_id",
+        [run["run_id"], int(version), str(cfg.get("timeframe") or "1d")], key=("research.mc.entries", run["run_id"]))
+    ts_us = eq["ts"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    sign = np.where(df["direction"].to_numpy() == "long", 1.0, -1.0)
+    return {"low": df["low"].to_numpy(dtype=float), "high": df["high"].to_numpy(dtype=float),
+            "entry_price": df["entry_price"].to_numpy(dtype=float),
+            "signed_qty": sign * df["qty"].to_numpy(dtype=float),
+            "bar_index": np.searchsorted(ts_us, df["entry_us"].to_numpy(dtype=np.int64))}
 
 
 def _dist_figure(values: pd.Series, name: str, ci: tuple[Any, Any, Any], original: Any, confidence: float,
@@ -738,7 +761,8 @@ def monte_carlo_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:
         pn.Row(*dists, sizing_mode="stretch_width"),
         pn.pane.Markdown("#### Probability of ruin"), pn.Row(slider, ruin, sizing_mode="stretch_width"),
         pn.pane.HTML("<span class='bl-note'>The fan regenerates the first paths from the stored base equity (or "
-                     "trades) with the run's method and seeds, exactly as the flow drew them; the distributions, "
+                     "trades; for random_entry its trades' entry bars at the bars version it pinned) with the "
+                     "run's method and seeds, exactly as the flow drew them; the distributions, "
                      "intervals and ruin use every stored path.</span>", stylesheets=[CSS],
                      sizing_mode="stretch_width"),
         sizing_mode="stretch_width", css_classes=["research-detail"])

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from backlake.errors import BacklakeError, ConfigError, DataValidationError, LakeConnectionError
-from flows.cli import app, compare, data, goldens, health, info, lake, live, report, runs, s3, server, users
+from flows.cli import alpha, app, compare, data, goldens, health, info, lake, live, report, runs, s3, server, users
 
 # one function per subcommand, in the order `backlake --help` lists them
 COMMANDS = (
@@ -21,6 +21,7 @@ COMMANDS = (
     runs.add_walk_forward,
     runs.add_monte_carlo,
     runs.add_regress,
+    alpha.add_alpha,
     goldens.add_goldens,
     lake.add_maintain,
     info.add_schema,
@@ -39,10 +40,10 @@ COMMANDS = (
 
 # the commands that run a flow: each first picks the Prefect API (server.use_prefect_api)
 FLOW_COMMANDS = {"demo", "ingest", "backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress",
-                 "maintain"}
+                 "maintain", "alpha"}
 #: commands that check their input against the lake first and pick the Prefect API themselves,
 #: just before their flow (so a user error is answered before any server is looked for)
-CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress"}
+CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress", "alpha"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,9 @@
   ``bins`` distinct values grouped into ``bins`` equal-count bins), with Spearman's rank
   correlation for the direction. A univariate screen: interactions are not attributed.
 - :func:`mc_equity_paths` / :func:`fan_percentiles`: Monte Carlo paths regenerated from the
-  stored base equity (or trade returns) exactly as ``backlake.research.monte_carlo`` drew
-  them (same seed, same chunking), and their percentile bands.
+  stored base equity (or trade returns; for ``random_entry`` the trades' entry bars' low and
+  high too) exactly as ``backlake.research.monte_carlo`` drew them (same seed, same
+  chunking), and their percentile bands.
 - :func:`prob_ruin`: share of paths whose max drawdown reaches a chosen drawdown.
 - :func:`param_stability`: how often a walk-forward's chosen parameters change.
 
@@ -32,11 +33,13 @@ import numpy as np
 from backlake.errors import ConfigError
 from backlake.research import monte_carlo as mc
 
-__all__ = ["AGGREGATES", "FAN_PERCENTILES", "Importance", "heatmap_grid", "best_so_far", "param_importance",
-           "mc_equity_paths", "fan_percentiles", "prob_ruin", "param_stability"]
+__all__ = ["AGGREGATES", "FAN_PERCENTILES", "ENTRY_FIELDS", "Importance", "heatmap_grid", "best_so_far",
+           "param_importance", "mc_equity_paths", "fan_percentiles", "prob_ruin", "param_stability"]
 
 AGGREGATES = ("mean", "max", "min")
 FAN_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
+#: What ``random_entry`` paths need per trade (``mc_equity_paths(entries=...)``).
+ENTRY_FIELDS = ("low", "high", "entry_price", "signed_qty", "bar_index")
 
 
 def _num(v: Any) -> float | None:
@@ -188,27 +191,33 @@ def mc_equity_paths(
     *, method: str, n_paths: int, seed: int, block_size: int = 20,
     equity: Sequence[float] | np.ndarray | None = None,
     trade_returns: Sequence[float] | np.ndarray | None = None, initial_cash: float | None = None,
+    entries: Mapping[str, Sequence[float] | np.ndarray] | None = None,
 ) -> np.ndarray:
     """(n_paths, n_points) equity paths of one seed, drawn as ``monte_carlo.simulate_paths``
     draws them (same generator, same 256-path chunks), so path i here is path i there.
 
     ``return_shuffle`` / ``block_bootstrap``: from the base ``equity`` (per-bar returns, start
     at its first value). ``trade_bootstrap``: from the closed trades' ``trade_returns``
-    compounded from ``initial_cash`` (one point per trade). ``random_entry`` needs the bars
-    and is not regenerated here.
+    compounded from ``initial_cash`` (one point per trade). ``random_entry``: the base
+    ``equity`` shifted by re-priced entries; ``entries`` holds, per trade in trade order (every
+    trade, as the base backtest made them), its entry bar's ``low`` and ``high``, its
+    ``entry_price``, ``signed_qty`` (negative when short) and ``bar_index`` (the entry bar's
+    position in ``equity``), see :data:`ENTRY_FIELDS`.
     """
     mc.check_whole_number("n_paths", n_paths, 1, "e.g. 1000")
     mc.check_whole_number("seed", seed, 0, "e.g. 0")
     rng = np.random.default_rng(seed)
     chunks = [min(256, n_paths - lo) for lo in range(0, n_paths, 256)]
+    if method == "random_entry":
+        return _random_entry_paths(equity, entries, chunks, rng)
     if method == "trade_bootstrap":
         if trade_returns is None or initial_cash is None or len(trade_returns) == 0:
             raise ConfigError("trade_bootstrap paths need trade_returns (at least one) and initial_cash")
         tr = np.asarray(trade_returns, dtype=float)
         return np.vstack([mc._compound(tr[rng.integers(0, tr.size, (k, tr.size))], initial_cash) for k in chunks])
     if method not in ("return_shuffle", "block_bootstrap"):
-        raise ConfigError(f"method={method!r}: paths can be regenerated for trade_bootstrap, return_shuffle "
-                          "and block_bootstrap only")
+        raise ConfigError(f"method={method!r}: paths can be regenerated for trade_bootstrap, return_shuffle, "
+                          "block_bootstrap and random_entry only")
     if equity is None or len(equity) < 3:
         raise ConfigError(f"{method} paths need the base equity (at least 3 bars)")
     eq = np.asarray(equity, dtype=float)
@@ -220,6 +229,37 @@ def mc_equity_paths(
         raise ConfigError(f"block_size={block_size} is longer than the {r.size} per-bar returns: use at most {r.size}")
     return np.vstack([mc._compound(r[mc._block_indices(r.size, block_size, k, rng)], float(eq[0]))
                       for k in chunks])
+
+
+def _random_entry_paths(equity: Sequence[float] | np.ndarray | None,
+                        entries: Mapping[str, Sequence[float] | np.ndarray] | None,
+                        chunks: list[int], rng: np.random.Generator) -> np.ndarray:
+    """``random_entry`` paths: each chunk draws every trade's entry uniformly in its entry bar's
+    [low, high] (``monte_carlo``'s draw) and shifts the equity by the extra cost from that bar on."""
+    if equity is None or len(equity) < 1:
+        raise ConfigError("random_entry paths need the base equity")
+    missing = [f for f in ENTRY_FIELDS if entries is None or f not in entries]
+    if missing:
+        raise ConfigError(f"random_entry paths need each trade's {', '.join(missing)} (entries)")
+    assert entries is not None
+    low, high, price, qty = (np.asarray(entries[f], dtype=float) for f in ENTRY_FIELDS[:4])
+    idx = np.asarray(entries["bar_index"], dtype=np.int64)
+    if low.size == 0:
+        raise ConfigError("random_entry paths need at least one trade")
+    if np.isnan(low).any() or np.isnan(high).any():
+        raise ConfigError("an entry bar's low/high is missing: the bars the run read are not in the lake any more")
+    eq = np.asarray(equity, dtype=float)
+    if idx.min() < 0 or idx.max() >= eq.size:
+        raise ConfigError("an entry bar lies outside the base equity: pass the run's own equity and trades")
+
+    def draw(k: int) -> np.ndarray:
+        prices = mc._random_prices(low, high, k, rng)
+        out = np.zeros((k, eq.size))
+        np.add.at(out, (slice(None), idx), qty[None, :] * (prices - price[None, :]))  # type: ignore[arg-type]
+        shifted: np.ndarray = eq[None, :] - np.cumsum(out, axis=1)
+        return shifted
+
+    return np.vstack([draw(k) for k in chunks])
 
 
 def fan_percentiles(paths: np.ndarray, percentiles: Sequence[float] = FAN_PERCENTILES) -> np.ndarray:

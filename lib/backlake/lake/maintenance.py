@@ -43,6 +43,8 @@ class MaintenanceReport:
     deleted_runs: int = 0
     reaped_runs: list[str] = field(default_factory=list)
     debris_runs: list[str] = field(default_factory=list)
+    #: run_progress rows deleted: those of runs that ended before the retention cut-off
+    progress_rows: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -81,6 +83,9 @@ def maintain(
     if failed_retention_days is not None:
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=failed_retention_days)  # after reaping
         report.debris_runs = _delete_debris(lake, cutoff, dry_run)
+        from backlake.runs.progress import prune as prune_progress
+
+        report.progress_rows = prune_progress(lake, cutoff, dry_run=dry_run)
         if lake.exists("runs"):
             report.deleted_runs = _expire_terminal_runs(lake, cutoff, dry_run, only_user=expire_only_user)
     pins = pinned_versions(lake)

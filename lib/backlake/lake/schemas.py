@@ -63,14 +63,30 @@ SCHEMAS: dict[str, pa.Schema] = {
     "metrics": pa.schema([
         ("run_id", pa.string()), ("segment", pa.string()), ("name", pa.string()), ("value", pa.float64()),
     ]),
+    # alpha scores: one row per alpha_id (name + canonical params) x date x scored symbol;
+    # features is a JSON map of the named inputs the score was computed from (backlake.alpha)
     "signals": pa.schema([
-        ("run_id", pa.string()), ("ts", TS), ("symbol", pa.string()), ("value", pa.float64()),
+        ("alpha", pa.string()), ("alpha_id", pa.string()), ("params", pa.string()), ("date", pa.date32()),
+        ("symbol", pa.string()), ("score", pa.float64()), ("features", pa.string()),
     ]),
+    # an alpha run's target weights at its rebalance dates (0 = not held)
     "weights": pa.schema([
-        ("run_id", pa.string()), ("ts", TS), ("symbol", pa.string()), ("weight", pa.float64()),
+        ("run_id", pa.string()), ("date", pa.date32()), ("symbol", pa.string()), ("weight", pa.float64()),
     ]),
+    # an alpha run's daily IC / rank IC per forward horizon (trading days)
     "ic": pa.schema([
-        ("run_id", pa.string()), ("ts", TS), ("ic", pa.float64()), ("rank_ic", pa.float64()),
+        ("run_id", pa.string()), ("date", pa.date32()), ("horizon", pa.int64()),
+        ("ic", pa.float64()), ("rank_ic", pa.float64()),
+    ]),
+    # factor returns (decimal: 0.0194 = 1.94 %), e.g. Fama-French; monthly dates are month ends
+    "factors": pa.schema([
+        ("model", pa.string()), ("factor", pa.string()), ("date", pa.date32()), ("value", pa.float64()),
+        ("freq", pa.string()), ("source", pa.string()),
+    ]),
+    # a run's rolling factor betas (date = the window's end)
+    "factor_exposures": pa.schema([
+        ("run_id", pa.string()), ("model", pa.string()), ("date", pa.date32()), ("factor", pa.string()),
+        ("beta", pa.float64()),
     ]),
     "trials": pa.schema([
         ("parent_id", pa.string()), ("trial", pa.int64()), ("params", pa.string()),
@@ -126,6 +142,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("stored", pa.float64()), ("replayed", pa.float64()), ("abs_diff", pa.float64()),
         ("tolerance", pa.float64()), ("ok", pa.bool_()), ("error", pa.string()),
     ]),
+    # progress of running runs (backlake.runs.progress): done of total units (chunks, trials,
+    # windows, seeds) as reported by an attempt, a row every few seconds at most; the latest counts
+    "run_progress": pa.schema([
+        ("run_id", pa.string()), ("attempt", pa.string()), ("ts", TS), ("done", pa.int64()),
+        ("total", pa.int64()), ("unit", pa.string()),
+    ]),
 }
 
 #: Columns every write must carry; the other columns of a table may be absent (written as null).
@@ -136,9 +158,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "equity": ("run_id", "ts", "equity"),
     "trades": ("run_id", "trade_id", "symbol"),
     "metrics": ("run_id", "segment", "name", "value"),
-    "signals": ("run_id", "ts", "symbol"),
-    "weights": ("run_id", "ts", "symbol"),
-    "ic": ("run_id", "ts"),
+    "signals": ("alpha", "alpha_id", "date", "symbol", "score"),
+    "weights": ("run_id", "date", "symbol", "weight"),
+    "ic": ("run_id", "date", "horizon"),
+    "factors": ("model", "factor", "date", "value"),
+    "factor_exposures": ("run_id", "model", "date", "factor", "beta"),
     "trials": ("parent_id", "trial", "params"),
     "windows": ("parent_id", "window"),
     "live_pnl": ("strategy", "date"),
@@ -147,9 +171,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "health_checks": ("check_id", "ts", "source", "status"),
     "goldens": ("run_id", "tolerances", "default_tolerance", "added_by", "added_at"),
     "regression_reports": ("report_id", "ts", "run_id", "ok"),
+    "run_progress": ("run_id", "attempt", "ts", "done", "total"),
 }
 
 #: Partition columns per table (others are unpartitioned).
-PARTITIONS: dict[str, list[str]] = {"bars": ["symbol"]}
+PARTITIONS: dict[str, list[str]] = {"bars": ["symbol"], "signals": ["alpha_id"]}
+
+#: The columns that identify one row of a table (writers never store two rows with the same key).
+KEYS: dict[str, tuple[str, ...]] = {
+    "signals": ("alpha_id", "date", "symbol"),
+    "weights": ("run_id", "date", "symbol"),
+    "ic": ("run_id", "date", "horizon"),
+    "factors": ("model", "factor", "date"),
+    "factor_exposures": ("run_id", "model", "date", "factor"),
+}
 
 TABLES: tuple[str, ...] = tuple(SCHEMAS)

@@ -131,8 +131,34 @@ class Lake:
                     commit_properties=CommitProperties(max_commit_retries=0),
                 )
             dt_ = DeltaTable(uri, storage_options=self._opts)
+        dt_ = self._replace_outdated(table, dt_)
         _add_missing_columns(table, dt_)
         self._tables[table] = dt_
+        return dt_
+
+    def _replace_outdated(self, table: str, dt_: DeltaTable) -> DeltaTable:
+        """A table made by an older release with a different schema (a column the schema no
+        longer has, a column of another type, other partition columns): replaced by an empty
+        table with the current schema (a new version) when it holds no rows; a LakeError when
+        it does (its rows are never dropped). Missing columns alone are added elsewhere."""
+        stale = _schema_differences(table, dt_)
+        if not stale:
+            return dt_
+        adds = pa.table(dt_.get_add_actions(flatten=True))
+        n_rows = int(pc.sum(adds["num_records"]).as_py() or 0) if adds.num_rows else 0
+        if n_rows:
+            raise LakeError(
+                f"table {table} at {self.uri(table)} has an older schema ({'; '.join(stale)}) and {n_rows} "
+                f"rows; move or drop it (this release writes {SCHEMAS[table].names})")
+        with contextlib.suppress(CommitFailedError, DeltaError):  # another writer replaced it first
+            DeltaTable.create(
+                self.uri(table), schema=SCHEMAS[table], mode="overwrite", partition_by=PARTITIONS.get(table),
+                storage_options=self._opts, name=table, configuration=TABLE_CONFIG,
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+        dt_ = DeltaTable(self.uri(table), storage_options=self._opts)
+        if _schema_differences(table, dt_):
+            raise LakeError(f"could not replace the empty table {table} of an older schema at {self.uri(table)}")
         return dt_
 
     def ensure_all(self) -> None:
@@ -301,6 +327,28 @@ class Lake:
 
         return _retry(delete, what)
 
+    def replace_checked(
+        self, table: str, build: Callable[[DeltaTable], Rows | None], predicate: str, what: str,
+    ) -> int:
+        """A conditional replace: ``build(table)`` looks at the table at its latest version and
+        returns the rows that replace every row matching ``predicate`` (Delta SQL), in one commit
+        (a new version; None: nothing to do; empty: delete them). Like :meth:`append_checked`
+        (strict) the commit succeeds only if no other commit landed since that version, else
+        the table is re-read and ``build`` asked again. Rows must match ``predicate``. Returns
+        the rows written (0: nothing committed when ``build`` returned None)."""
+
+        def write() -> int:
+            dt_ = self.ensure(table)
+            rows = build(dt_)
+            if rows is None:
+                return 0
+            data = self._conform(table, rows)
+            write_deltalake(dt_, data, mode="overwrite", predicate=predicate, partition_by=PARTITIONS.get(table),
+                            commit_properties=CommitProperties(max_commit_retries=0))
+            return int(data.num_rows)
+
+        return _retry(write, what, attempts=CHECKED_WRITE_ATTEMPTS)
+
     def upsert_runs(self, df: pl.DataFrame | pa.Table) -> list[str]:
         """Record run rows: at most one row per run_id, a completed row never replaced.
 
@@ -430,12 +478,28 @@ def _add_missing_columns(table: str, dt_: DeltaTable) -> None:
         return
     from deltalake.schema import Field, PrimitiveType
 
-    types = {pa.string(): "string", pa.float64(): "double", pa.int64(): "long", pa.bool_(): "boolean", TS: "timestamp"}
+    types = {pa.string(): "string", pa.float64(): "double", pa.int64(): "long", pa.bool_(): "boolean", TS: "timestamp",
+             pa.date32(): "date"}
     fields = [Field(f.name, PrimitiveType(types[f.type]), nullable=True) for f in missing]
     try:
         dt_.alter.add_columns(fields)
     except (CommitFailedError, DeltaError):
         dt_.update_incremental()  # another writer added them first
+
+
+def _schema_differences(table: str, dt_: DeltaTable) -> list[str]:
+    """How ``table`` differs from its schema beyond columns it lacks: columns the schema does
+    not have, columns of another type, other partition columns (empty: none)."""
+    from deltalake import Schema
+
+    want = {f.name: str(f.type) for f in Schema.from_arrow(SCHEMAS[table]).fields}
+    have = {f.name: str(f.type) for f in dt_.schema().fields}
+    out = [f"column {n} is not in the schema" for n in have if n not in want]
+    out += [f"column {n} is {t}, not {want[n]}" for n, t in have.items() if n in want and t != want[n]]
+    parts = list(dt_.metadata().partition_columns)
+    if parts != list(PARTITIONS.get(table) or []):
+        out.append(f"partitioned by {parts}, not {PARTITIONS.get(table) or []}")
+    return out
 
 
 def _known(table: str) -> str:

@@ -7,6 +7,8 @@
 - ``backtest``: plan and execute backtests.
 - ``sweep``: a parameter sweep as one run (chunks, trial batches, parent row last).
 - ``jobs``: optimize, walk-forward and Monte Carlo jobs (checked and pinned before any task).
+- ``alpha``: alpha runs (IC per horizon + the alpha's backtest, kind ``alpha``) and the
+  Fama-French attribution of any run (:func:`backlake.runs.alpha.attribute_run`).
 """
 
 from backlake.runs.backtest import PlannedRun, RunOutcome, commit_outcomes, execute_run, plan_runs

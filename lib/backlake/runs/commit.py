@@ -34,8 +34,9 @@ from backlake.runs.ids import code_version
 __all__ = ["RunRecord", "commit", "runs_row", "metrics_rows", "completed_runs", "child_marks",
            "CHILD_TABLES", "MAX_TRIAL_BATCHES", "COST_SUMMARY", "cost_summary"]
 
-#: Child tables keyed by run_id, written for every completed run that has the frame.
-CHILD_TABLES = ("equity", "trades", "metrics")
+#: Child tables keyed by run_id, written for every completed run that has the frame (``ic`` and
+#: ``weights``: alpha runs).
+CHILD_TABLES = ("equity", "trades", "metrics", "ic", "weights")
 #: A sweep's trials land in at most this many batch commits (``trials:<run_id>:<batch>``).
 MAX_TRIAL_BATCHES = 8
 
@@ -68,6 +69,8 @@ class RunRecord:
     trades: pl.DataFrame | None = None
     trials: pl.DataFrame | None = None
     windows: pl.DataFrame | None = None
+    ic: pl.DataFrame | None = None
+    weights: pl.DataFrame | None = None
     finished_at: dt.datetime = field(default_factory=_now)
 
 
@@ -160,6 +163,9 @@ def commit(lake: Lake, records: Sequence[RunRecord], attempt: Attempt, *, create
             frames["trades"].append(_trades_rows(r.run_id, r.trades))
         if r.segments:
             frames["metrics"].append(metrics_rows(r.run_id, r.segments))
+        for table, rows in (("ic", r.ic), ("weights", r.weights)):
+            if rows is not None and rows.height:
+                frames[table].append(rows.with_columns(pl.lit(r.run_id).alias("run_id")))
     for table, parts in frames.items():
         if parts:
             lake.append_for_runs(table, pl.concat(parts, how="diagonal_relaxed"), ids)

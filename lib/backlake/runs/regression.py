@@ -129,15 +129,26 @@ def golden_run(lake: Lake, run_id: str) -> dict[str, Any]:
         raise ConfigError(f"run {run_id} is {runs['status'][0]}, not completed: a golden is a completed backtest; "
                           f"{_PICK_RUN}")
     row = done.row(0, named=True)
-    if row["kind"] != "backtest":
-        raise ConfigError(f"run {run_id} is a {row['kind']} run: goldens are single backtests; {_PICK_RUN}")
+    if row["kind"] not in GOLDEN_KINDS:
+        raise ConfigError(f"run {run_id} is a {row['kind']} run: goldens are single backtests or alpha runs; "
+                          f"{_PICK_RUN}")
     return row
+
+
+#: the kinds of run a golden can be: a single backtest, or an alpha run (its backtest replays)
+GOLDEN_KINDS = ("backtest", "alpha")
+
+
+def _stored_config(row: dict[str, Any]) -> BacktestConfig:
+    """The backtest config of a stored run (an alpha run's ``config`` also holds its request)."""
+    stored = json.loads(row["config"])
+    return BacktestConfig.model_validate({k: v for k, v in stored.items() if k in BacktestConfig.model_fields})
 
 
 def replay(lake: Lake, run_id: str) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """(stored, replayed) full-segment metrics of a completed run, replayed at its pinned data."""
     row = golden_run(lake, run_id)
-    cfg = BacktestConfig.model_validate(json.loads(row["config"]))
+    cfg = _stored_config(row)
     versions = json.loads(row["data_versions"])
     fp = fingerprint(cfg, load_bars(lake, cfg, versions["bars"]))
     if row.get("data_fingerprint") and row["data_fingerprint"] != fp:

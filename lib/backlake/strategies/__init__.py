@@ -1,6 +1,7 @@
 """Registered strategies. Importing this package registers every built-in strategy."""
 
 from backlake.strategies import (  # noqa: F401  (each import registers its strategy)
+    alpha as _alpha,
     bollinger_bands as _bollinger_bands,
     dual_momentum as _dual_momentum,
     macd_crossover as _macd_crossover,

@@ -5,6 +5,7 @@
     backlake alpha evaluate momentum_12_1 low_volatility [--horizons 1,5,10,21] [--quantiles 5]
     backlake alpha backtest momentum_12_1 [--weights top_n --quantile 0.2 --long-short] [--rebalance monthly]
     backlake alpha attribution RUN [--model ff3|carhart4|capm|ff5] [--window 36]
+    backlake alpha factors [--path F-F_Research_Data_5_Factors_2x3.csv --units percent]
 
 ``evaluate`` and ``backtest`` run the ``alpha`` flow: the same options give the same run (one
 run of kind ``alpha`` per alpha: its IC per horizon and its backtest); ``evaluate`` prints the
@@ -68,6 +69,18 @@ def add_alpha(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--window", type=int, default=36, help="months of the rolling exposures (default 36)")
     add_format_option(a)
     a.set_defaults(fn=cmd_attribution)
+
+    f = asub.add_parser("factors", help="ingest Fama-French factors into the lake (the shipped set, or a file)",
+                        description="Without --path: the shipped monthly Ken French factors (MktRF, SMB, HML, Mom, "
+                                    "RF, 1949-01..2017-03). With --path: a monthly CSV from French's data library "
+                                    "as downloaded, or any CSV with columns date, MktRF, SMB, HML[, Mom][, RMW, "
+                                    "CMA], RF (RMW and CMA make model ff5). Idempotent: unchanged months write "
+                                    "nothing, revised months replace the stored values as a new version.")
+    f.add_argument("--path", help="a factor CSV (default: the shipped set)")
+    f.add_argument("--units", choices=("percent", "decimal"),
+                   help="the file's values: percent (French's files) or decimal; required with --path")
+    add_format_option(f)
+    f.set_defaults(fn=cmd_factors)
 
 
 def _add_params(sp: argparse.ArgumentParser) -> None:
@@ -301,4 +314,25 @@ def cmd_attribution(args: argparse.Namespace) -> int:
               f"({res.window}-month window)")
         print(f"exposures:  backlake sql \"SELECT date, factor, beta FROM factor_exposures WHERE run_id = "
               f"'{res.run_id}' AND model = '{res.model}' ORDER BY date, factor\"")
+    return 0
+
+
+def cmd_factors(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from backlake.alpha.factors import ingest_factors
+
+    if args.path and not args.units:
+        raise ConfigError(f"--path {args.path!r} needs --units percent (French's files) or --units decimal")
+    if args.units and not args.path:
+        raise ConfigError("--units applies to a file: give --path FILE, or drop --units for the shipped set")
+    lake = _lake()
+    written = ingest_factors(lake, args.path, units=args.units)
+    stored = lake.read("factors").group_by("model", "factor").agg(
+        pl.col("date").min().alias("first"), pl.col("date").max().alias("last"), pl.len().alias("months"),
+        pl.col("source").last().alias("source")).sort("model", "factor")
+    print(format_rows(["model", "factor", "first", "last", "months", "source"], stored.rows(), args.format))
+    if args.format == "table":
+        print(f"\n{written} row(s) written" + ("" if written else " (the lake already holds them)")
+              + f"; factors is at version {lake.version('factors')}")
     return 0

@@ -162,3 +162,52 @@ def test_alpha_flow_runs_are_named_by_their_alphas():
     assert name == "alpha momentum_12_1, low_volatility on S0, S1 +4"
     assert run_name("alpha", {"universe": "sp500_stocks"}) == "alpha defaults on sp500_stocks"
     assert any("FROM ic WHERE run_id = 'abc'" in q for q in run_queries("alpha", ["abc"]))
+
+
+def test_cli_alpha_factors_ingests_shipped_and_user_five_factor_files(lake: Lake, capsys, tmp_path):
+    """``backlake alpha factors``: the shipped set once (a re-run writes nothing), a user's 5-factor
+    file in French's layout (percent) as model ff5, and an attribution on it; bad input one line."""
+    import numpy as np
+
+    from backlake.runs.alpha import alpha_config, plan_alphas, run_alphas
+
+    code, out, err = run_cli(capsys, "alpha", "factors")
+    assert code == 0, err
+    assert "4095 row(s) written" in out and "1949-01-31" in out and "2017-03-31" in out
+    code, out, _ = run_cli(capsys, "alpha", "factors", "--format", "json")
+    assert code == 0 and {(r["model"], r["factor"]) for r in json.loads(out)} == {
+        ("ff3", "MktRF"), ("ff3", "SMB"), ("ff3", "HML"), ("ff3", "RF"), ("mom", "Mom")}
+    version = lake.version("factors")
+    run_cli(capsys, "alpha", "factors")
+    assert lake.version("factors") == version  # idempotent: no new version
+
+    rng = np.random.default_rng(11)
+    months = [f"{y}{m:02d}" for y in range(2009, 2015) for m in range(1, 13)]
+    lines = ["This file was created by a user from the monthly 5-factor returns.", "",
+             ",Mkt-RF,SMB,HML,RMW,CMA,RF"]
+    for ym in months:
+        f = rng.normal(0.5, 3.0, 5).round(2)
+        lines.append(f"{ym},{f[0]},{f[1]},{f[2]},{f[3]},{f[4]},0.01")
+    path = tmp_path / "F-F_Research_Data_5_Factors_2x3.csv"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli(capsys, "alpha", "factors", "--path", str(path), "--units", "percent")
+    assert code == 0, err
+    assert f"{6 * len(months)} row(s) written" in out
+    ff5 = lake.read("factors").filter(pl.col("model") == "ff5")
+    assert sorted(ff5["factor"].unique().to_list()) == ["CMA", "HML", "MktRF", "RF", "RMW", "SMB"]
+    assert ff5.filter((pl.col("factor") == "RF"))["value"].to_list() == [0.0001] * len(months)  # percent -> decimal
+
+    jobs = plan_alphas(lake, [alpha_config("low_volatility", {"window": 21}, universe=SYMBOLS)],
+                       horizons=[1, 5], n_quantiles=3)
+    (rid,) = run_alphas(lake, jobs)
+    code, out, err = run_cli(capsys, "alpha", "attribution", rid, "--model", "ff5", "--window", "24")
+    assert code == 0, err
+    assert "beta_RMW" in out and "beta_CMA" in out and "attribution:ff5 of" in out
+
+    for args, fragment in [
+        (["alpha", "factors", "--path", str(path)], "needs --units percent"),
+        (["alpha", "factors", "--units", "percent"], "--units applies to a file"),
+        (["alpha", "factors", "--path", str(tmp_path / "missing.csv"), "--units", "percent"], "missing.csv"),
+    ]:
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and fragment in err and err.startswith("error: ") and err.count("\n") == 1, (args, err)

@@ -204,12 +204,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from backlake import progress
     from backlake.alpha import store
     from backlake.alpha.registry import alpha_id
-    from backlake.runs.alpha import alpha_config
+    from backlake.runs.alpha import alpha_config, check_dates
     from backlake.runs.checks import check_configs
 
     params = parse_params(args.params)
     cfg = alpha_config(args.name, params, universe=parse_universe(args.universe), end=args.end)  # names, params
     lake = _lake()
+    check_dates(lake, cfg)  # one line for dates outside the data (not one per symbol)
     check_configs(lake, [cfg])  # the universe's symbols have daily bars in the lake
     job = f"refresh {args.name}"
     with progress_bars(args.progress):
@@ -227,20 +228,21 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_flow(args: argparse.Namespace) -> dict:
+def _run_flow(args: argparse.Namespace) -> tuple[dict, list[Any]]:
+    """The flow's result and the planned jobs (one per alpha, in the order given)."""
     from flows.alpha import plan
     from flows.cli.server import use_prefect_api
 
     kw = _flow_kwargs(args)
     _lake()
-    plan(kw["alphas"], universe=kw["universe"], horizons=kw["horizons"], n_quantiles=kw["n_quantiles"],
-         weights=kw["weights"], start=kw["start"], end=kw["end"], initial_cash=kw["initial_cash"],
-         costs=kw["costs"])  # every check, before Prefect starts
+    jobs = plan(kw["alphas"], universe=kw["universe"], horizons=kw["horizons"], n_quantiles=kw["n_quantiles"],
+                weights=kw["weights"], start=kw["start"], end=kw["end"], initial_cash=kw["initial_cash"],
+                costs=kw["costs"])  # every check, before Prefect starts
     use_prefect_api()
     from flows.alpha import alpha_flow
 
     with progress_bars(args.progress):
-        return alpha_flow(**kw)
+        return alpha_flow(**kw), jobs
 
 
 #: the IC summary columns ``evaluate`` prints (metrics names of segment ``ic:h{h}``)
@@ -251,7 +253,7 @@ IC_COLUMNS = ("mean_ic", "icir", "t_stat", "hit_rate", "mean_rank_ic", "coverage
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from backlake.runs.alpha import stored_summary
 
-    out = _run_flow(args)
+    out, jobs = _run_flow(args)
     runs = out["runs"]
     label = {r["run_id"]: r["alpha"] for r in runs}
     summary = stored_summary(_lake(), [r["run_id"] for r in runs])
@@ -260,14 +262,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for r in summary.iter_rows(named=True)]
     print(format_rows(["alpha", "run_id", "horizon", *cols], rows, args.format))
     if args.format == "table":
+        if len(jobs) > 1:
+            _print_correlation(jobs)
         _print_runs_footer(runs)
     return 0
+
+
+def _print_correlation(jobs: list[Any]) -> None:
+    """The alphas' signal correlation matrix (mean cross-sectional rank correlation of their
+    scores over their common dates), below the IC summary of several alphas."""
+    from backlake.runs.alpha import score_correlation
+
+    corr = score_correlation(jobs)
+    names = list(dict.fromkeys(corr["alpha_a"].to_list()))
+    value = {(a, b): c for a, b, c in corr.iter_rows()}
+    rows = [[a, *(value.get((a, b)) for b in names)] for a in names]
+    print("\nsignal correlation (mean cross-sectional rank correlation of the scores over their common dates):")
+    print(format_rows(["alpha", *names], rows, "table"))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from backlake.runs.alpha import stored_summary
 
-    out = _run_flow(args)
+    out, _ = _run_flow(args)
     runs = out["runs"]
     ids = [r["run_id"] for r in runs]
     lake = _lake()

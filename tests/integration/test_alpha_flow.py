@@ -195,7 +195,7 @@ def test_cli_alpha_factors_ingests_shipped_and_user_five_factor_files(lake: Lake
     assert f"{6 * len(months)} row(s) written" in out
     ff5 = lake.read("factors").filter(pl.col("model") == "ff5")
     assert sorted(ff5["factor"].unique().to_list()) == ["CMA", "HML", "MktRF", "RF", "RMW", "SMB"]
-    assert ff5.filter((pl.col("factor") == "RF"))["value"].to_list() == [0.0001] * len(months)  # percent -> decimal
+    assert ff5.filter(pl.col("factor") == "RF")["value"].to_list() == [0.0001] * len(months)  # percent -> decimal
 
     jobs = plan_alphas(lake, [alpha_config("low_volatility", {"window": 21}, universe=SYMBOLS)],
                        horizons=[1, 5], n_quantiles=3)
@@ -211,3 +211,42 @@ def test_cli_alpha_factors_ingests_shipped_and_user_five_factor_files(lake: Lake
     ]:
         code, out, err = run_cli(capsys, *args)
         assert code == 2 and fragment in err and err.startswith("error: ") and err.count("\n") == 1, (args, err)
+
+
+def test_cli_evaluate_of_several_alphas_prints_their_signal_correlation(prefect_harness, lake: Lake, capsys):
+    """Several alphas evaluated together: a second table, the mean cross-sectional rank
+    correlation of their scores over their common dates, equal to ``ic.signal_correlation`` of
+    the scores stored in ``signals`` (computed independently of the runs); one alpha: none."""
+    from backlake.alpha import ic
+    from backlake.alpha.panel import panel_from_bars
+    from backlake.alpha.registry import alpha_id
+    from backlake.alpha.signals import score_matrix
+    from backlake.alpha.store import read_signals
+
+    code, out, err = run_cli(capsys, "alpha", "evaluate", "reversal_5d", "low_volatility", "rsi_cs",
+                             "--universe", UNIVERSE, "--horizons", "1,5", "--quantiles", "3")
+    assert code == 0, err
+    head, _, corr_table = out.partition("signal correlation (mean cross-sectional rank correlation")
+    assert "p_bh" in head and corr_table, out
+    lines = [ln.split() for ln in corr_table.splitlines()[1:] if ln and not ln.startswith(("-", "("))]
+    assert lines[0] == ["alpha", "reversal_5d", "low_volatility", "rsi_cs"]
+    printed = {(row[0], b): float(v) for row in lines[1:4] for b, v in zip(lines[0][1:], row[1:])}
+
+    panel = panel_from_bars(lake.read("bars"))
+    expected = ic.signal_correlation({a: score_matrix(read_signals(lake, alpha_id(a, {})), panel)
+                                      for a in ("reversal_5d", "low_volatility", "rsi_cs")})
+    assert expected.height == 9
+    for a, b, c in expected.iter_rows():
+        assert printed[(a, b)] == pytest.approx(c, abs=6e-3 if abs(c) >= 0.1 else 6e-4), (a, b, corr_table)
+    assert printed[("reversal_5d", "rsi_cs")] > 0.3  # both short-term mean reversion: clearly related
+
+    code, out, err = run_cli(capsys, "alpha", "evaluate", "reversal_5d", "--universe", UNIVERSE,
+                             "--horizons", "1,5", "--quantiles", "3")
+    assert code == 0 and "signal correlation" not in out
+
+
+def test_cli_refresh_with_dates_outside_the_data_is_one_line(lake: Lake, capsys):
+    code, _, err = run_cli(capsys, "alpha", "refresh", "low_volatility", "--universe", UNIVERSE,
+                           "--end", "1990-01-01")
+    assert code == 2 and err.count("\n") == 1 and "move the dates inside that range" in err, err
+    assert not lake.exists("signals") or lake.read("signals").is_empty()

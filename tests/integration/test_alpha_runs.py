@@ -4,6 +4,7 @@ attribution stored once, bad input refused before any work with one line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -180,6 +181,68 @@ def test_attribution_is_stored_once_and_replaced_on_change(lake: Lake):
         ra.attribute_run(lake, "nope", "ff3")
 
 
+def test_attribution_window_longer_than_the_months_is_refused_and_writes_nothing(lake: Lake):
+    (rid,) = run(lake, cfg())
+    first = ra.attribute_run(lake, rid, "ff3", window=24)
+    before = {t: lake.version(t) for t in ("metrics", "factor_exposures")}
+    n = int(first.metrics["n_obs"] or 0)
+    with pytest.raises(ConfigError) as exc:
+        ra.attribute_run(lake, rid, "ff3", window=n + 1)
+    assert f"window={n + 1}: run {rid} has {n} month(s) in common" in one_line(exc)
+    assert {t: lake.version(t) for t in before} == before  # the 24-month exposures are kept
+    assert lake.read("factor_exposures", where={"run_id": rid}).height == first.exposures.height
+
+
+def test_attribution_of_an_intraday_run_uses_one_return_per_day(local_settings: Settings):
+    lake = Lake(local_settings)
+    syms = ["H0", "H1", "H2", "H3", "H4"]  # 7 hourly bars a session day, 2010-01 .. 2011-06
+    ingest_bars(lake, synthetic_bars(syms, start="2010-01-04", periods=2600, timeframe="1h", seed=3, vol=0.3))
+    hourly = ra.alpha_config("reversal_5d", universe=syms, timeframe="1h")
+    with pytest.raises(ConfigError) as exc:  # an alpha run is daily: refused in one line, not a traceback
+        ra.plan_alphas(lake, [hourly])
+    assert "timeframe='1h': an alpha scores each symbol once per date" in one_line(exc)
+    from backlake.config import BacktestConfig
+    from backlake.runs.backtest import run_submitted
+
+    sma = BacktestConfig.model_validate({"strategy": "sma_crossover", "universe": ["H0"], "timeframe": "1h",
+                                         "params": {"fast": 5, "slow": 20}})
+    status, rid, msg = run_submitted(lake, sma, created_by="tester")
+    assert status == "completed" and rid, msg
+    eq = lake.read("equity", where={"run_id": rid})
+    assert eq.height > eq["ts"].dt.date().n_unique() > 300  # several equity points a day
+    res = ra.attribute_run(lake, rid, "ff3", window=12)
+    assert res.written and res.metrics["n_obs"] is not None and res.metrics["n_obs"] >= 12
+    daily = eq.sort("ts").group_by(pl.col("ts").dt.date().alias("date"), maintain_order=True).agg(
+        pl.col("equity").last())
+    from backlake.alpha.attribution import monthly_returns
+
+    months = monthly_returns(daily.select("date", (pl.col("equity") / pl.col("equity").shift(1) - 1)
+                                          .alias("ret")).drop_nulls())
+    assert res.metrics["n_obs"] == months.filter(pl.col("date") <= dt.date(2017, 3, 31)).height
+
+
+def test_plain_backtest_config_of_the_alpha_strategy_is_checked_before_it_runs(local_settings: Settings):
+    """`backlake backtest` / the editor / the backtest flow (check_configs): an alpha config whose
+    short side the engine would drop, or on intraday bars, is refused in one line."""
+    from backlake.config import BacktestConfig
+    from backlake.runs.checks import check_configs
+
+    lake = Lake(local_settings)
+    ingest_bars(lake, synthetic_bars(list(SYMBOLS[:4]), start="2010-01-04", periods=300, seed=2))
+    ingest_bars(lake, synthetic_bars(["H0", "H1", "H2"], start="2010-01-04", periods=300, timeframe="1h", seed=3))
+    base = {"strategy": "alpha", "universe": list(SYMBOLS[:4]), "params": {"alpha": "reversal_5d"}}
+    with pytest.raises(ConfigError) as exc:  # zscore weights, default direction long_only
+        check_configs(lake, [BacktestConfig.model_validate(base)])
+    assert "direction='long_only': zscore weights have a short side" in one_line(exc)
+    with pytest.raises(ConfigError) as exc:
+        check_configs(lake, [BacktestConfig.model_validate(
+            {**base, "direction": "long_short", "universe": ["H0", "H1", "H2"], "timeframe": "1h"})])
+    assert "timeframe='1h': an alpha scores each symbol once per date" in one_line(exc)
+    check_configs(lake, [BacktestConfig.model_validate({**base, "direction": "long_short"})])  # fine
+    check_configs(lake, [BacktestConfig.model_validate(
+        {**base, "params": {"alpha": "reversal_5d", "method": "top_n", "n": 2}})])  # long-only weights: fine
+
+
 def one_line(exc: pytest.ExceptionInfo) -> str:
     text = str(exc.value)
     assert "\n" not in text and "Traceback" not in text
@@ -198,6 +261,9 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     (lambda: ra.alpha_config("momentum_12_1", universe=list(SYMBOLS), start="2010-01-04", end="2010-06-30"), {},
      "needs 252 day(s) of history before its first score"),
     (lambda: ra.alpha_config("momentum_12_1", universe=[*SYMBOLS[:4], "NOPE"]), {}, "'NOPE' is not in the lake"),
+    # two names: quantiles=2 fits, but a date's IC needs 3 names (the run would hold no IC at all)
+    (lambda: ra.alpha_config("reversal_5d", universe=list(SYMBOLS[:2])), {"n_quantiles": 2},
+     "universe S0,S1 has 2 symbol(s): the IC is a cross-sectional correlation over at least 3 names"),
 ])
 def test_bad_input_refused_before_any_work(lake: Lake, make, kw, fragment):
     events = lake.version("run_events") if lake.exists("run_events") else None

@@ -121,6 +121,42 @@ def test_full_rebuild_replaces_one_alpha_as_a_new_version(lake_settings: Setting
     assert summary.filter(pl.col("alpha_id") == mine.alpha_id)["rows"].item() == before.height
 
 
+def test_full_rebuild_of_a_smaller_universe_keeps_the_other_symbols_rows(lake_settings: Settings):
+    """The rows of one alpha_id may come from several universes: a rebuild on two of the
+    symbols replaces those two symbols' rows only (and adds nothing when they are unchanged)."""
+    lake = Lake(lake_settings)
+    ingest_bars(lake, universe_bars())
+    full = refresh_signals(lake, "reversal_5d", {}, UNIVERSE)
+    before = read_signals(lake, full.alpha_id)
+    assert set(before["symbol"]) == set(UNIVERSE)
+    v = lake.version("signals")
+    same = refresh_signals(lake, "reversal_5d", {}, ["A", "C"], full_rebuild=True)
+    assert same.rows_added == 0 and lake.version("signals") == v  # idempotent on the subset
+    lake.delete("signals", "symbol = 'A'", "damage A's rows")  # A's rows lost: the rebuild restores them
+    rb = refresh_signals(lake, "reversal_5d", {}, ["A", "C"], full_rebuild=True)
+    assert rb.rows_added == before.filter(pl.col("symbol").is_in(["A", "C"])).height
+    after = read_signals(lake, full.alpha_id)
+    assert after.equals(before), "the rebuild of A, C changed or dropped the rows of B, D"
+
+
+def test_incremental_refresh_of_a_wider_universe_adds_the_new_symbols_history(lake_settings: Settings):
+    """Signals of A, B stored up to the last day; a refresh on A..D (e.g. the evaluate of another
+    universe) computes C's and D's whole history and appends only the rows not stored."""
+    lake = Lake(lake_settings)
+    bars = universe_bars()
+    ingest_bars(lake, bars)
+    two = refresh_signals(lake, "reversal_5d", {}, ["A", "B"])
+    assert set(read_signals(lake, two.alpha_id)["symbol"]) == {"A", "B"}
+    wide = refresh_signals(lake, "reversal_5d", {}, UNIVERSE)
+    want = expected(bars, "reversal_5d", {})
+    assert wide.rows_added == want.filter(pl.col("symbol").is_in(["C", "D"])).height > 0
+    got = read_signals(lake, two.alpha_id)
+    assert_unique_keys(got)
+    assert got.select(want.columns).equals(want)
+    v = lake.version("signals")
+    assert refresh_signals(lake, "reversal_5d", {}, UNIVERSE).rows_added == 0 and lake.version("signals") == v
+
+
 def test_bad_input_refused_before_writing(lake_settings: Settings):
     lake = Lake(lake_settings)
     ingest_bars(lake, universe_bars())

@@ -210,7 +210,7 @@ def _aligned(
         raise ConfigError(
             f"the returns cover {rng} and the {model} factors {frng}: {joined.height} month(s) in common, "
             f"attribution needs at least {min_months}; attribute a longer run inside the factors' range or "
-            "ingest newer factors (ingest_factors(lake, PATH, units=...))")
+            "ingest newer factors (`backlake alpha factors --path FILE --units percent`)")
     return joined, factors
 
 

@@ -286,9 +286,10 @@ def read_factors(lake: Lake, model: str = "ff3", *, version: int | None = None) 
     for m in stored:
         part = long.filter(pl.col("model") == m)
         if part.is_empty():
-            hint = ("ingest a 5-factor file: backlake.alpha.factors.ingest_factors(lake, PATH, units='percent') "
-                    "with columns date, MktRF, SMB, HML, RMW, CMA, RF") if m == "ff5" else \
-                "ingest them first: backlake.alpha.factors.ingest_factors(lake)"
+            hint = ("ingest a 5-factor file (e.g. F-F_Research_Data_5_Factors_2x3.csv from Ken French's data "
+                    "library, or a CSV with columns date, MktRF, SMB, HML, RMW, CMA, RF): "
+                    "`backlake alpha factors --path FILE --units percent`") if m == "ff5" else \
+                "ingest them first: `backlake alpha factors`"
             raise ConfigError(f"the lake's factors table has no {m!r} factors (needed by model {model!r}): {hint}")
         piv = part.pivot(on="factor", index="date", values="value", aggregate_function="first")
         if wide is None:

@@ -3,19 +3,22 @@
 ``refresh_signals`` computes an alpha on the universe's daily bars from the lake and writes the
 ``signals`` rows of its ``alpha_id`` (name + parameters; the table is partitioned by it):
 
-- incremental (default): only dates after the last date stored for the alpha_id are computed
-  (reading the bars from far enough back for the alpha's look-back) and appended. The commit
+- incremental (default): only dates after the last date stored for the alpha_id and the
+  universe's symbols are computed (reading the bars from far enough back for the alpha's
+  look-back) and appended; a universe symbol with no row yet gets its whole history. The commit
   is conditional: rows whose key (alpha_id, date, symbol) the table already holds are dropped,
   and a commit that raced another is re-decided on the table's new version, so re-running, or
   two refreshes at once, never duplicate a row.
-- ``full_rebuild=True``: every date is recomputed and the alpha_id's rows replaced in one
-  commit (a new table version; other alphas untouched; earlier versions stay readable by time
-  travel). When the stored rows already equal the recomputed ones nothing is written.
+- ``full_rebuild=True``: every date is recomputed and the alpha_id's rows of the universe's
+  symbols replaced in one commit (a new table version; other alphas, and this alpha's rows of
+  symbols outside the universe, e.g. another universe's, untouched; earlier versions stay
+  readable by time travel). When the stored rows already equal the recomputed ones nothing is
+  written.
 
 Scores depend on a finite look-back window only, so both give identical rows for the same dates
-(the tests check it). A symbol added to the universe later is scored from the refresh on; its
-history comes with a full rebuild (which also drops symbols no longer in the universe). Bars
-revised in the lake after their dates were scored are picked up by a full rebuild only.
+(the tests check it). A symbol added to the universe later gets its history with the next
+refresh. Bars revised in the lake after their dates were scored are picked up by a full rebuild
+only.
 
 Example::
 
@@ -103,9 +106,15 @@ def _missing_symbols(lake: Lake, symbols: list[str]) -> list[str]:
     return [s for s in symbols if s not in have]
 
 
-def _last_date(lake: Lake, aid: str) -> dt.date | None:
-    got = _scan(lake, "signals").filter(pl.col("alpha_id") == aid).select(pl.col("date").max()).collect()
-    value = got.item() if got.height else None
+def _last_date(lake: Lake, aid: str, symbols: Sequence[str]) -> dt.date | None:
+    """The last stored date of ``aid`` over ``symbols``; None when one of them has no row yet (a
+    symbol new to this alpha, e.g. another universe's: the whole history is computed and only
+    the rows not stored are appended)."""
+    got = (_scan(lake, "signals").filter((pl.col("alpha_id") == aid) & pl.col("symbol").is_in(list(symbols)))
+           .group_by("symbol").agg(pl.col("date").max()).collect())
+    if got.height < len(set(symbols)):
+        return None
+    value = got["date"].max()
     return value if isinstance(value, dt.date) else None
 
 
@@ -118,8 +127,10 @@ def refresh_signals(
     full_rebuild: bool = False, end: dt.date | None = None, timeframe: str = "1d",
 ) -> RefreshResult:
     """Compute alpha ``name`` (``params`` validated) on ``universe``'s bars from the lake and
-    write its ``signals`` rows: incrementally (dates after the last stored one, up to ``end``)
-    or, with ``full_rebuild``, all dates up to ``end`` replacing the alpha_id's rows. Both are
+    write its ``signals`` rows: incrementally (dates after the last stored one of the universe's
+    symbols, up to ``end``; a symbol with no row yet gets its whole history) or, with
+    ``full_rebuild``, all dates up to ``end`` replacing the alpha_id's rows of the universe's
+    symbols (other symbols' rows stay). Both are
     idempotent and safe to run concurrently. ConfigError on bad input, before anything is read
     beyond the bars table's metadata."""
     p = validate_alpha_params(name, params)
@@ -140,13 +151,17 @@ def refresh_signals(
         rows = _sorted(compute_signals(panel_from_bars(bars, timeframe, symbols=symbols), name, p, end=end))
 
         def build_replace(table: DeltaTable) -> pl.DataFrame | None:
-            stored = _sorted(_scan_table(lake, table).filter(pl.col("alpha_id") == aid).collect())
+            stored = _sorted(_scan_table(lake, table).filter(
+                (pl.col("alpha_id") == aid) & pl.col("symbol").is_in(symbols)).collect())
             return None if stored.select(rows.columns).equals(rows) else rows
 
-        written = lake.replace_checked("signals", build_replace, f"alpha_id = '{aid}'", f"rebuild {what}")
+        # only this universe's rows: the alpha's rows of other symbols (another universe) stay
+        listed = ", ".join("'" + s.replace("'", "''") + "'" for s in symbols)
+        written = lake.replace_checked("signals", build_replace, f"alpha_id = '{aid}' AND symbol IN ({listed})",
+                                       f"rebuild {what}")
         return _result(lake, name, aid, rows if written else rows.clear(), full_rebuild=True)
 
-    last = _last_date(lake, aid)
+    last = _last_date(lake, aid, symbols)
     if last is not None and end is not None and last >= end:
         return _result(lake, name, aid, None)
     # calendar days that surely hold `lookback` trading days before the first new date

@@ -55,7 +55,14 @@ from backlake.lake.store import Lake
 from backlake.runs.commit import RunRecord
 from backlake.runs.events import Attempt
 from backlake.runs.jobs import Job, plan_job
-from backlake.strategies.alpha import AlphaStrategyParams, alpha_scores, alpha_weights, can_short, panel_of
+from backlake.strategies.alpha import (
+    AlphaStrategyParams,
+    alpha_scores,
+    alpha_weights,
+    can_short,
+    config_problems,
+    panel_of,
+)
 
 if TYPE_CHECKING:
     from backlake.alpha.ic import AlphaEvaluation
@@ -63,8 +70,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_HORIZONS", "DEFAULT_QUANTILES", "DEFAULT_ALPHAS", "ATTRIBUTION_MODELS", "AlphaPlan", "AlphaInputs",
-    "Attributed", "alpha_config", "check_horizons", "plan_alphas", "alpha_inputs", "evaluate_horizon",
-    "adjusted_pvalues", "evaluation_segments", "alpha_record", "group_records", "run_alphas", "stored_summary",
+    "Attributed", "alpha_config", "check_horizons", "check_dates", "plan_alphas", "alpha_inputs", "evaluate_horizon",
+    "adjusted_pvalues", "evaluation_segments", "alpha_record", "group_records", "run_alphas", "score_correlation",
+    "stored_summary",
     "attribute_run",
 ]
 
@@ -75,6 +83,8 @@ DEFAULT_ALPHAS: tuple[str, ...] = ("momentum_12_1", "reversal_5d", "low_volatili
 #: Attribution models (``backlake.alpha.factors.MODELS``; ff5 needs a 5-factor file ingested).
 ATTRIBUTION_MODELS = ("capm", "ff3", "carhart4", "ff5")
 _HORIZON_EXAMPLE = "e.g. 1,5,10,21"
+#: The fewest names a date's IC is computed over (``backlake.alpha.ic``'s ``min_names``).
+MIN_NAMES = 3
 
 
 # -- configs and checks ------------------------------------------------------------------------
@@ -130,9 +140,14 @@ def _config_problems(cfg: BacktestConfig, n_quantiles: int) -> list[str]:
     if cfg.strategy != "alpha":
         return [f"strategy={cfg.strategy!r}: an alpha run needs strategy 'alpha' "
                 "(see backlake.runs.alpha.alpha_config)"]
-    p, m, out = _params(cfg), len(cfg.symbols), []
-    universe = cfg.universe if isinstance(cfg.universe, str) else f"{m} symbol(s)"
-    if m < n_quantiles:
+    p, m = _params(cfg), len(cfg.symbols)
+    out = config_problems(cfg.timeframe, cfg.direction, p)  # intraday bars, a dropped short side
+    universe = cfg.universe if isinstance(cfg.universe, str) else ",".join(cfg.symbols[:6]) + (
+        f" and {m - 6} more" if m > 6 else "")
+    if m < MIN_NAMES:
+        out.append(f"universe {universe} has {m} symbol(s): the IC is a cross-sectional correlation over at least "
+                   f"{MIN_NAMES} names per date; add symbols")
+    elif m < n_quantiles:
         fix = f"add symbols or lower n_quantiles to {m}" if m >= 2 else "add symbols"
         out.append(f"universe {universe} has {m} symbol(s), fewer than n_quantiles={n_quantiles} (a quantile "
                    f"needs at least one name): {fix}")
@@ -142,9 +157,6 @@ def _config_problems(cfg: BacktestConfig, n_quantiles: int) -> list[str]:
         check_weight_options(p.weight_options(), m)  # n / quantile / max_weight against the universe
     except ConfigError as e:
         out.append(str(e))
-    if cfg.direction != "long_short" and can_short(p):
-        out.append(f"direction={cfg.direction!r}: {p.method} weights{' (long_short)' if p.long_short else ''} "
-                   "have a short side the engine would drop; set direction to 'long_short'")
     return out
 
 
@@ -226,6 +238,13 @@ def _dates_problem(lake: Lake, cfg: BacktestConfig) -> str | None:
         return (f"start={cfg.start}, end={cfg.end}: the universe's {cfg.timeframe} bars cover {lo} to {hi}; "
                 "move the dates inside that range")
     return None
+
+
+def check_dates(lake: Lake, cfg: BacktestConfig) -> None:
+    """ConfigError (one line) when the config's dates miss its universe's bars altogether."""
+    span = _dates_problem(lake, cfg)
+    if span:
+        raise ConfigError(span)
 
 
 def _lookback(params: AlphaStrategyParams) -> int:
@@ -411,6 +430,34 @@ def run_alphas(lake: Lake, jobs: Sequence[Job], *, attempt: Attempt | None = Non
             for j in jobs}
 
 
+def score_correlation(jobs: Sequence[Job]) -> pl.DataFrame:
+    """(alpha_a, alpha_b, corr): the mean cross-sectional rank correlation of the planned alphas'
+    scores (:func:`backlake.alpha.ic.signal_correlation`: per date over the names both score,
+    averaged over the dates both score), each alpha labelled as its run (``job.plan.label``). The
+    scores are those the runs evaluate (:func:`alpha_inputs`), on the dates and symbols the
+    jobs' panels have in common."""
+    from backlake.alpha import ic
+
+    panels: list[tuple[str, Panel, np.ndarray]] = []
+    for j in jobs:
+        inputs = alpha_inputs(j)
+        label = j.plan.label if all(k.plan.label != j.plan.label for k in jobs if k is not j) else j.run_id
+        panels.append((label, inputs.panel, inputs.scores))
+    if not panels:
+        return pl.DataFrame(schema={"alpha_a": pl.String, "alpha_b": pl.String, "corr": pl.Float64})
+    dates = panels[0][1].dates
+    symbols = list(panels[0][1].symbols)
+    for _, p, _ in panels[1:]:
+        dates = np.intersect1d(dates, p.dates)
+        symbols = [s for s in symbols if s in set(p.symbols)]
+    aligned: dict[str, np.ndarray] = {}
+    for label, p, sc in panels:
+        rows = np.searchsorted(p.dates, dates)
+        cols = np.array([p.symbols.index(s) for s in symbols], dtype=np.int64)
+        aligned[label] = sc[np.ix_(rows, cols)]
+    return ic.signal_correlation(aligned)
+
+
 def stored_summary(lake: Lake, run_ids: Sequence[str]) -> pl.DataFrame:
     """The stored IC summaries of alpha runs: one row per run and horizon (run_id, horizon,
     mean_ic, icir, t_stat, hit_rate, mean_rank_ic, coverage, turnover, spread, p_value...)."""
@@ -463,8 +510,9 @@ def _run_returns(lake: Lake, run_id: str) -> pl.DataFrame:
     if eq.height < 3:
         raise ConfigError(f"run {rid} ({runs['kind'][0]}) has no equity curve to attribute; pick a backtest, "
                           "alpha, optimize, walk-forward or Monte Carlo run")
-    return eq.select(pl.col("ts").dt.date().alias("date"), (pl.col("equity") / pl.col("equity").shift(1) - 1)
-                     .alias("ret")).drop_nulls()
+    # one return per calendar day: an intraday (e.g. 1h) run's equity at each day's last bar
+    daily = eq.group_by(pl.col("ts").dt.date().alias("date"), maintain_order=True).agg(pl.col("equity").last())
+    return daily.select("date", (pl.col("equity") / pl.col("equity").shift(1) - 1).alias("ret")).drop_nulls()
 
 
 def attribute_run(lake: Lake, run_id: str, model: str = "ff3", window: int = 36) -> Attributed:
@@ -487,6 +535,9 @@ def attribute_run(lake: Lake, run_id: str, model: str = "ff3", window: int = 36)
         rolling = attribution.rolling_exposures(returns, wide, model, window=window)
     except ConfigError as e:
         raise ConfigError(f"run {rid}: {e}") from None
+    if window > attr.n_obs:
+        raise ConfigError(f"window={window}: run {rid} has {attr.n_obs} month(s) in common with the {model} factors "
+                          f"({attr.start} to {attr.end}); choose a window of at most {attr.n_obs} months, e.g. 36")
     metrics = {**{k: _num(v) for k, v in attribution.metrics(attr).items()}, "window": float(window)}
     exposures = rolling.select(
         pl.lit(rid).alias("run_id"), pl.lit(model).alias("model"), pl.col("date").cast(pl.Date), "factor",

@@ -87,6 +87,12 @@ def config_problems(cfg: BacktestConfig, cov: Coverage) -> list[str]:
     if spec.intraday_only and cfg.timeframe not in INTRADAY_TIMEFRAMES:
         problems.append(f"timeframe={cfg.timeframe!r}: strategy {cfg.strategy!r} needs intraday bars; "
                         f"use one of {', '.join(INTRADAY_TIMEFRAMES)}")
+    if cfg.strategy == "alpha":  # daily bars only; a long-short alpha needs direction long_short
+        from backlake.strategies.alpha import AlphaStrategyParams, config_problems as alpha_problems
+
+        params = cfg.strategy_params()
+        if isinstance(params, AlphaStrategyParams):
+            problems += alpha_problems(cfg.timeframe, cfg.direction, params)
     for s in cfg.symbols:
         if not cov.has(s):
             problems.append(_missing_symbol("universe symbol", s, cov))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # backlake.alpha is imported when first used (it may import t
     from backlake.alpha.weights import WeightOptions
 
 __all__ = ["AlphaStrategyParams", "alpha_strategy", "panel_of", "alpha_scores", "alpha_weights",
-           "WEIGHT_FIELDS", "can_short"]
+           "WEIGHT_FIELDS", "can_short", "config_problems"]
 
 #: The parameters of the strategy that are :class:`~backlake.alpha.weights.WeightOptions` fields.
 WEIGHT_FIELDS = ("method", "n", "quantile", "long_short", "gross", "net", "max_weight", "rebalance")
@@ -92,6 +92,22 @@ class AlphaStrategyParams(StrategyParams):
 def can_short(params: AlphaStrategyParams) -> bool:
     """Whether the weights may be negative (then the config's direction must be long_short)."""
     return params.method in ("zscore", "rank") or params.long_short or (params.net is not None and params.net < 0)
+
+
+def config_problems(timeframe: str, direction: str, params: AlphaStrategyParams) -> list[str]:
+    """What an ``alpha`` backtest config cannot do (empty: fine), checked before it runs: an
+    intraday timeframe (an alpha scores each symbol once per date) or a direction that would
+    drop the short side of the weights."""
+    from backlake.calendars import bar_duration_seconds
+
+    out: list[str] = []
+    if bar_duration_seconds(timeframe) < 86_400:
+        out.append(f"timeframe={timeframe!r}: an alpha scores each symbol once per date; use daily bars "
+                   "(timeframe '1d')")
+    if direction != "long_short" and can_short(params):
+        out.append(f"direction={direction!r}: {params.method} weights{' (long_short)' if params.long_short else ''} "
+                   "have a short side the engine would drop; set direction to 'long_short'")
+    return out
 
 
 def panel_of(data: BarData) -> Panel:

@@ -48,6 +48,7 @@ from backlake.analytics.tearsheet import (
 from backlake.config_check import fold
 from backlake.errors import BacklakeError
 from backlake.metrics import monthly_returns
+from backlake.strategies import display_name
 from dashboards.details import register
 from dashboards.fmt import BOKEH_FORMATS, metric_text, unit_kind, value_text
 
@@ -143,7 +144,7 @@ def run_title(run: dict[str, Any]) -> str:
     """"sma_crossover on GOOG", "sma_crossover on AAPL, MSFT, XOM", "... on 20 symbols"."""
     syms = _symbols(run)
     on = ", ".join(syms) if len(syms) <= 5 else f"{len(syms)} symbols"
-    return f"{run.get('strategy') or run.get('kind')} on {on or '?'}"
+    return f"{display_name(run.get('strategy'), run.get('params')) or run.get('kind')} on {on or '?'}"
 
 
 def benchmark_label(cfg: dict[str, Any], symbols: list[str]) -> str:

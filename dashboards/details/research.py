@@ -43,6 +43,7 @@ from bokeh.plotting import figure
 
 from backlake.analytics import research_views as rv
 from backlake.errors import BacklakeError
+from backlake.strategies import display_name
 from dashboards.details import register
 from dashboards.fmt import BOKEH_FORMATS, DASH, metric_text, unit_kind, value_text
 
@@ -93,7 +94,7 @@ def run_title(run: dict[str, Any]) -> str:
     syms = [s for s in str(run.get("symbols") or "").split(",") if s]
     where = ", ".join(syms) if len(syms) <= 5 else f"{', '.join(syms[:3])} and {len(syms) - 3} more"
     kind = KIND_LABELS.get(str(run.get("kind")), str(run.get("kind")))
-    return f"{kind} · {run.get('strategy') or '?'} on {where or '?'}"
+    return f"{kind} · {display_name(run.get('strategy'), run.get('params')) or '?'} on {where or '?'}"
 
 
 def _short(run: dict[str, Any]) -> str:

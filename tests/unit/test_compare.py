@@ -228,3 +228,19 @@ def test_page_helpers_url_formatting_and_colour_classes():
     assert "Metrics cover each run&#x27;s full period" in page
     te = te_html(compare([a, b]))
     assert ">baseline<" in te and "data-run='b'" in te
+
+
+def test_labels_name_an_alpha_backtest_by_its_alpha_and_collapse_long_universes() -> None:
+    from backlake.analytics.compare import RunSeries
+    from backlake.strategies import display_name
+
+    assert display_name("sma_crossover", '{"fast": 10}') == "sma_crossover"
+    assert display_name("alpha", '{"alpha": "momentum_12_1", "method": "zscore"}') == "alpha momentum_12_1"
+    assert display_name("alpha", {"alpha": "low_volatility"}) == "alpha low_volatility"
+    assert display_name("alpha", "not json") == "alpha" and display_name(None) == ""
+    eq = pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"), "equity": pl.Float64})
+    assert RunSeries("0123456789abcdef", eq, strategy="sma_crossover", symbols="GOOG,AAPL").label == (
+        "01234567 sma_crossover GOOG,AAPL")
+    many = ",".join(f"S{i}" for i in range(20))
+    assert RunSeries("0123456789abcdef", eq, strategy="alpha momentum_12_1", symbols=many).label == (
+        "01234567 alpha momentum_12_1 20 symbols")

@@ -45,6 +45,7 @@ from backlake._suggest import closest
 from backlake.calendars import calendar_of, periods_per_year
 from backlake.errors import ConfigError
 from backlake.metrics import HEADLINE_METRICS, METRIC_UNITS
+from backlake.strategies import display_name
 
 __all__ = [
     "BASES", "MIN_RUNS", "MAX_RUNS", "DIRECTIONS", "COST_METRICS", "Direction", "RunSeries", "MetricRow",
@@ -115,8 +116,11 @@ class RunSeries:
 
     @property
     def label(self) -> str:
-        """Short name for legends: the run id's first 8 characters, the strategy and symbols."""
-        what = " ".join(x for x in (self.strategy, self.symbols) if x)
+        """Short name for legends: the run id's first 8 characters, the strategy (an alpha
+        backtest: its alpha, as ``strategy`` holds it) and the symbols (more than 3: their count)."""
+        syms = [s for s in self.symbols.split(",") if s]
+        where = ",".join(syms) if len(syms) <= 3 else f"{len(syms)} symbols"
+        what = " ".join(x for x in (self.strategy, where) if x)
         return f"{self.run_id[:8]} {what}".strip()
 
     @property
@@ -430,7 +434,8 @@ def load_runs(con: Any, run_ids: Sequence[str]) -> list[RunSeries]:
                                                    "equity": pl.Float64, "costs": pl.Float64}))
         out.append(RunSeries(
             run_id=r, equity=equity.drop("run_id"), metrics=metrics, kind=str(row["kind"]),
-            strategy=str(row["strategy"] or ""), symbols=symbols, timeframe=timeframe, metrics_segment=seg,
+            strategy=display_name(row["strategy"], row["params"]), symbols=symbols, timeframe=timeframe,
+            metrics_segment=seg,
             periods_per_year=_ppy(timeframe, first),
         ))
     return out

@@ -1,5 +1,8 @@
 """Registered strategies. Importing this package registers every built-in strategy."""
 
+import json
+from typing import Any
+
 from backlake.strategies import (  # noqa: F401  (each import registers its strategy)
     alpha as _alpha,
     bollinger_bands as _bollinger_bands,
@@ -20,4 +23,21 @@ from backlake.strategies.base import (
     register,
 )
 
-__all__ = ["Signals", "StrategyParams", "StrategySpec", "get_strategy", "list_strategies", "register"]
+__all__ = ["Signals", "StrategyParams", "StrategySpec", "get_strategy", "list_strategies", "register",
+           "display_name"]
+
+
+def display_name(strategy: str | None, params: Any = None) -> str:
+    """How titles and legends name a run's strategy: its registry name, except an ``alpha``
+    backtest, named by its alpha (``"alpha momentum_12_1"``). ``params``: the run's params (a
+    dict or the ``runs.params`` JSON text)."""
+    name = str(strategy or "")
+    if name != "alpha":
+        return name
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            params = None
+    alpha = params.get("alpha") if isinstance(params, dict) else None
+    return f"alpha {alpha}" if isinstance(alpha, str) and alpha else name

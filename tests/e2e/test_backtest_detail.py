@@ -9,10 +9,7 @@ page is compared with SQL over the same lake.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +23,10 @@ from backlake.lake import Lake
 from backlake.lake.sql import connect_readonly
 from backlake.settings import Settings
 from dashboards.fmt import metric_text, value_text
-from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
-    REPO,
     UI_TIMEOUT_MS,
-    _free_port,
-    _wait_for_page,
     run_configs,
+    serve_app,
 )
 
 SHOTS = Path("/tmp")
@@ -95,23 +89,8 @@ def detail_url(lake: tuple[Settings, dict[str, str]], tmp_path_factory: pytest.T
     folder = tmp_path_factory.mktemp("detail-app")
     app = folder / "detail.py"
     app.write_text(APP_SOURCE)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
-    env.update(BACKLAKE_LAKE_URI=settings.lake_uri, BACKLAKE_DASHBOARD_AUTH="none",
-               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
-    log = folder / "panel.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(app), "--port", str(port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{port}"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/detail"
-        _wait_for_page(url, proc, log)
+    with serve_app(app, settings.lake_uri, folder) as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 def sql(settings: Settings, query: str, params: list | None = None) -> pl.DataFrame:

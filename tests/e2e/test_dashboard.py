@@ -6,6 +6,7 @@ server in a subprocess, one headless Chromium (Debian's /usr/bin/chromium, never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -127,6 +128,33 @@ def _wait_for_page(url: str, proc: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer within {SERVER_START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def serve_app(app: Path, lake_uri: str, log_dir: Path, *, index: str | None = None,
+              no_traceback: bool = False) -> Iterator[str]:
+    """``python -m panel serve APP`` on a free port against the lake ``lake_uri`` with sign-in off
+    (``BACKLAKE_*`` from the environment dropped); yields the page's URL once it answers, stops
+    the server after. ``index``: the app served at ``/`` as well (and the URL's page);
+    ``no_traceback``: the server's log must hold no traceback when it stops."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
+    env.update(BACKLAKE_LAKE_URI=lake_uri, BACKLAKE_DASHBOARD_AUTH="none",
+               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    log = log_dir / "panel.log"
+    cmd = [sys.executable, "-m", "panel", "serve", str(app), "--port", str(port), "--address", "127.0.0.1",
+           "--allow-websocket-origin", f"127.0.0.1:{port}"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd + (["--index", index] if index else []), cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/{index or app.stem}"
+        _wait_for_page(url, proc, log)
+        yield url
+    finally:
+        stop_process(proc)
+        if no_traceback:
+            assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")

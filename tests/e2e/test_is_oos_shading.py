@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +29,8 @@ from backlake.runs.events import Attempt, claim
 from backlake.runs.ids import run_id as make_run_id
 from backlake.settings import Settings
 from dashboards.fmt import metric_text
-from tests.conftest import stop_process
 from tests.e2e.test_backtest_detail import APP_SOURCE, LOAD_TIMEOUT_MS
-from tests.e2e.test_dashboard import REPO, _free_port, _wait_for_page, goog_bars
+from tests.e2e.test_dashboard import goog_bars, serve_app
 
 SHOTS = Path("/tmp/is_oos")
 OOS_START = "2011-01-01"
@@ -82,24 +78,8 @@ def detail_url(split_lake: SplitLake, tmp_path_factory: pytest.TempPathFactory) 
     folder = tmp_path_factory.mktemp("is-oos-app")
     app = folder / "detail.py"
     app.write_text(APP_SOURCE)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
-    env.update(BACKLAKE_LAKE_URI=split_lake.settings.lake_uri, BACKLAKE_DASHBOARD_AUTH="none",
-               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
-    log = folder / "panel.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(app), "--port", str(port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{port}"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/detail"
-        _wait_for_page(url, proc, log)
+    with serve_app(app, split_lake.settings.lake_uri, folder, no_traceback=True) as url:
         yield url
-    finally:
-        stop_process(proc)
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 def _ms(ts: object) -> float:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +32,7 @@ from backlake.runs.events import Attempt, claim
 from backlake.settings import Settings
 from dashboards.details.research import _entries
 from dashboards.store import LakeStore
-from tests.conftest import stop_process
-from tests.e2e.test_dashboard import APP, REPO, UI_TIMEOUT_MS, Page, _free_port, _wait_for_page, goog_bars
+from tests.e2e.test_dashboard import APP, UI_TIMEOUT_MS, Page, goog_bars, serve_app
 
 SHOTS = Path("/tmp/mc_fan")
 CFG = {"strategy": "sma_crossover", "params": {"fast": 10, "slow": 50}, "universe": ["GOOG"], "timeframe": "1d",
@@ -106,23 +102,9 @@ def test_random_entry_paths_regenerate_the_stored_ones(mc_lake: McLake) -> None:
 
 @pytest.fixture(scope="module")
 def server(mc_lake: McLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
-    env.update(BACKLAKE_LAKE_URI=mc_lake.settings.lake_uri, BACKLAKE_DASHBOARD_AUTH="none")
-    log = tmp_path_factory.mktemp("panel") / "panel.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{port}", "--index", "app"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/app"
-        _wait_for_page(url, proc, log)
+    with serve_app(APP, mc_lake.settings.lake_uri, tmp_path_factory.mktemp("panel"), index="app",
+                   no_traceback=True) as url:
         yield url
-    finally:
-        stop_process(proc)
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 def test_random_entry_run_page_draws_the_fan(browser, server: str, mc_lake: McLake) -> None:

@@ -8,9 +8,6 @@ flow is hard to freeze mid-run, so the running state is made here the way a flow
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +20,13 @@ from backlake.lake import Lake, connect
 from backlake.runs.events import Attempt, claim
 from backlake.runs.progress import LakeProgress
 from backlake.settings import Settings
-from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
     APP,
-    REPO,
     UI_TIMEOUT_MS,
     Page,
-    _free_port,
-    _wait_for_page,
     goog_bars,
     run_configs_as,
+    serve_app,
     sma_config,
 )
 
@@ -66,22 +60,8 @@ def progress_lake(tmp_path_factory: pytest.TempPathFactory) -> ProgressLake:
 
 @pytest.fixture(scope="module")
 def server(progress_lake: ProgressLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
-    env.update(BACKLAKE_LAKE_URI=progress_lake.settings.lake_uri, BACKLAKE_DASHBOARD_AUTH="none")
-    log = tmp_path_factory.mktemp("panel") / "panel.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{port}", "--index", "app"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/app"
-        _wait_for_page(url, proc, log)
+    with serve_app(APP, progress_lake.settings.lake_uri, tmp_path_factory.mktemp("panel"), index="app") as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 def test_running_run_shows_its_progress_in_the_list_and_its_header(browser, server: str,

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,16 +28,13 @@ from backlake.lake import Lake, connect
 from backlake.runs.commit import RunRecord, commit
 from backlake.runs.events import Attempt, End, claim, finish
 from backlake.settings import Settings
-from tests.conftest import stop_process
 from tests.e2e.test_dashboard import (
     APP,
-    REPO,
     UI_TIMEOUT_MS,
     Page,
-    _free_port,
-    _wait_for_page,
     goog_bars,
     run_configs_as,
+    serve_app,
     sma_config,
 )
 
@@ -114,22 +109,8 @@ def runs_lake(tmp_path_factory: pytest.TempPathFactory) -> RunsLake:
 
 @pytest.fixture(scope="module")
 def server(runs_lake: RunsLake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKLAKE_")}
-    env.update(BACKLAKE_LAKE_URI=runs_lake.settings.lake_uri, BACKLAKE_DASHBOARD_AUTH="none")
-    log = tmp_path_factory.mktemp("panel") / "panel.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(APP), "--port", str(port), "--address", "127.0.0.1",
-             "--allow-websocket-origin", f"127.0.0.1:{port}", "--index", "app"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/app"
-        _wait_for_page(url, proc, log)
+    with serve_app(APP, runs_lake.settings.lake_uri, tmp_path_factory.mktemp("panel"), index="app") as url:
         yield url
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backlake.errors import BacklakeError
+from dashboards.details.research import parse_json
 from dashboards.store import LakeStore
 
 __all__ = ["AlphaStore", "AlphaRun", "CORRELATION_DAYS", "universe_label", "run_label", "horizon_of", "changed_params"]
@@ -118,16 +118,6 @@ def changed_params(alpha: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if defaults.get(k) != v}
 
 
-def _json(text: Any) -> dict[str, Any]:
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        v = json.loads(text)
-    except ValueError:
-        return {}
-    return v if isinstance(v, dict) else {}
-
-
 def universe_label(config: dict[str, Any], symbols: str | None) -> tuple[str, int]:
     """(the universe's name, or its symbols when few and unnamed; its size)."""
     syms = [s for s in str(symbols or "").split(",") if s]
@@ -141,8 +131,8 @@ def universe_label(config: dict[str, Any], symbols: str | None) -> tuple[str, in
 
 def run_label(row: dict[str, Any]) -> str:
     """Any run as the attribution selector lists it: ``<kind> · <strategy> on <universe> ...``."""
-    cfg = _json(row.get("config"))
-    params = _json(row.get("params"))
+    cfg = parse_json(row.get("config"))
+    params = parse_json(row.get("params"))
     uni, n = universe_label(cfg, row.get("symbols"))
     on = uni if uni.endswith("symbols") or n <= 1 or "," in uni else f"{uni} ({n} symbols)"
     what = str(row.get("strategy") or "?")
@@ -197,7 +187,7 @@ class AlphaStore:
             key="runs")
         out = []
         for r in df.to_dict("records"):
-            params, cfg = _json(r["params"]), _json(r["config"])
+            params, cfg = parse_json(r["params"]), parse_json(r["config"])
             uni, n = universe_label(cfg, r["symbols"])
             weights = {k: v for k, v in params.items() if k not in ("alpha", "alpha_params")}
             hs = cfg.get("horizons") or []
@@ -408,6 +398,6 @@ def _labels(alphas: pd.DataFrame) -> dict[str, str]:
     for aid, name, params in zip(alphas["alpha_id"], alphas["alpha"], alphas["params"]):
         label = str(name)
         if counts.get(name, 0) > 1:
-            label += _params_text(_json(params), parens=True)
+            label += _params_text(parse_json(params), parens=True)
         out[str(aid)] = label
     return out

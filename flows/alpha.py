@@ -83,7 +83,7 @@ def ic_task(job: Opaque, inputs: Opaque, horizon: int, label: str) -> Opaque:
 @task(cache_policy=NO_CACHE, task_run_name="backtest-{label}")
 def backtest_task(job: Opaque, label: str) -> Opaque:
     """The alpha's weights through the engine (next-bar fills, the config's costs)."""
-    return Opaque(run_backtest(job.value.config, job.value.bars))
+    return Opaque(run_backtest(job.value.config, job.value.bars, validated=True))
 
 
 @flow(name="alpha", flow_run_name=flow_run_namer("alpha"), **STOP_HOOKS)

@@ -74,7 +74,8 @@ def _run(lake, job: jobs.Job, work, details=None) -> dict:
 @task(cache_policy=NO_CACHE, task_run_name="trial-{number}")
 def trial_task(cfg: BacktestConfig, params: dict, bars: PinnedBars, split: dt.datetime, objective: str, number: int):
     """One Optuna trial: a backtest over the bars, scored in- and out-of-sample."""
-    return opt.evaluate_trial(cfg, params, bars.value, split=split, objective=objective, number=number)
+    return opt.evaluate_trial(cfg, params, bars.value, split=split, objective=objective, number=number,
+                              validated=True)
 
 
 @task(cache_policy=NO_CACHE)
@@ -137,7 +138,7 @@ def optimize_flow(config: dict[str, Any], space: dict[str, Any], objective: str 
 @task(cache_policy=NO_CACHE, task_run_name="window-{window.index}")
 def window_task(cfg: BacktestConfig, grid: dict, bars: PinnedBars, window, objective: str):
     """Optimise on one train window, evaluate on its test window."""
-    return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective)
+    return wf.evaluate_window(cfg, grid, bars.value, window, objective=objective, validated=True)
 
 
 @flow(name="walk_forward", flow_run_name=flow_run_namer("walk_forward"), **STOP_HOOKS)
@@ -183,7 +184,7 @@ def monte_carlo_flow(config: dict[str, Any], method: str = "trade_bootstrap", n_
                                 confidence=confidence, ruin_drawdown=ruin_drawdown)
 
     def work(pinned: PinnedBars, started: dt.datetime, gen: int) -> dict:
-        base = run_backtest(cfg, job.bars)
+        base = run_backtest(cfg, job.bars, validated=True)
         futures = [paths_task.submit(Opaque(base), pinned, method, n_paths, s, block_size)
                    for s in job.request["seeds"]]
         paths = pl.concat(_results(futures, f"monte-carlo {job.run_id[:12]}", "seeds"))

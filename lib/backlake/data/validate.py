@@ -47,7 +47,7 @@ from backlake.config import TIMEFRAMES
 from backlake.data.schema import BAR_COLUMNS, BARS_SCHEMA
 from backlake.errors import DataValidationError
 
-__all__ = ["BARS_SCHEMA", "BAR_COLUMNS", "RULES", "SKIP_RULES", "ValidationReport", "validate_bars"]
+__all__ = ["BARS_SCHEMA", "BAR_COLUMNS", "RULES", "SKIP_RULES", "ValidationReport", "validate_bars", "check_bars"]
 
 #: Rules that skip a row, then the counting-only rule ``gap``.
 SKIP_RULES = ("missing_value", "non_positive_price", "ohlc_inconsistent", "negative_volume", "duplicate")
@@ -156,6 +156,35 @@ def validate_bars(
     gaps = _find_gaps(valid, calendars or {})
     counts["gap"] = gaps.height
     return valid, _report(flags, valid, counts, gaps)
+
+
+def check_bars(rows: pl.DataFrame) -> None:
+    """The engine's guard on bars handed to it directly (``symbol, ts`` and the prices of the
+    rows a backtest uses): raise ``DataValidationError`` naming the first symbol with a repeated
+    ``ts`` (rule ``duplicate``) or a missing, non-finite or non-positive price (rules
+    ``missing_value`` / ``non_positive_price``).
+
+    Bars read from the lake were validated once, by ingest (:func:`validate_bars`), and are not
+    checked again: the run protocol hands them to the engine with ``validated=True``.
+    """
+    if rows.is_empty():
+        return
+    dup = rows.group_by("symbol", maintain_order=True).agg(repeated=pl.len() > pl.col("ts").n_unique())
+    if dup["repeated"].any():
+        raise DataValidationError(
+            f"{dup.filter('repeated')['symbol'][0]} has duplicate timestamps; validate and ingest the bars first")
+    bad = rows.filter(pl.any_horizontal([_bad_price(p) for p in PRICES]))
+    if bad.height:
+        sym = bad["symbol"][0]
+        raise DataValidationError(
+            f"{sym} has {int((bad['symbol'] == sym).sum())} bar(s) with missing or non-positive prices; "
+            "validate and ingest the bars first (backlake ingest reports and skips them)"
+        )
+
+
+def _bad_price(col: str) -> pl.Expr:
+    """A price that breaks ``missing_value`` or ``non_positive_price``."""
+    return ~(pl.col(col).is_finite() & (pl.col(col) > 0)).fill_null(False)
 
 
 # -- input checks ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import polars as pl
 from backlake.calendars import calendar_of, periods_per_year
 from backlake.config import INTRADAY_TIMEFRAMES, BacktestConfig
 from backlake.data.schema import ENGINE_COLUMNS, date_filter
+from backlake.data.validate import check_bars
 from backlake.engine import nb
 from backlake.engine.records import COST_NAMES, EXIT_REASONS, FEE_NAMES, Direction, Market, MarketData, SizeMethod
 from backlake.engine.result import EQUITY_COLUMNS, TRADE_COLUMNS, BacktestResult
@@ -40,13 +41,16 @@ class Prepared:
     symbols: list[str]
     periods_per_year: float
     tradable: np.ndarray  # (n_bars, n_assets) bool: a real bar; (1, 1) True when all are
+    validated: bool = False  # bars read from the lake (validated by ingest): no row checks
+
     @property
     def n_bars(self) -> int:
         return self.ts.len()
 
 
-def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str) -> pl.DataFrame:
-    """The bars of ``symbol`` inside the config's dates and timeframe, sorted by ts."""
+def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str, *, validated: bool = False) -> pl.DataFrame:
+    """The bars of ``symbol`` inside the config's dates and timeframe, sorted by ts; checked
+    with :func:`backlake.data.validate.check_bars` unless ``validated`` (read from the lake)."""
     missing = [c for c in ENGINE_COLUMNS if c not in bars.columns]
     if missing:
         raise DataValidationError(f"bars is missing column(s) {missing}: expected {list(ENGINE_COLUMNS)}")
@@ -73,21 +77,14 @@ def select_bars(cfg: BacktestConfig, bars: pl.DataFrame, symbol: str) -> pl.Data
             f"no {symbol} bars between start={cfg.start} and end={cfg.end}: the data covers "
             f"{first:%Y-%m-%d} to {last:%Y-%m-%d}; move the dates inside that range"
         )
-    if sel["ts"].is_duplicated().any():
-        raise DataValidationError(f"{symbol} has duplicate timestamps; validate and ingest the bars first")
-    bad = sel.select(pl.any_horizontal(
-        [pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in ("open", "high", "low", "close")]
-    )).to_series()
-    if bad.any():
-        raise DataValidationError(
-            f"{symbol} has {int(bad.sum())} bar(s) with missing or non-positive prices; "
-            "validate and ingest the bars first (backlake ingest reports and skips them)"
-        )
+    if not validated:
+        check_bars(sel)
     return sel
 
 
-def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
-    """Select, align and stack the universe's bars."""
+def prepare(cfg: BacktestConfig, bars: pl.DataFrame, *, validated: bool = False) -> Prepared:
+    """Select, align and stack the universe's bars. ``validated``: the bars were read from the
+    lake, where ingest validated them, so the row checks (:func:`check_bars`) are skipped."""
     symbols = cfg.symbols
     spec = get_strategy(cfg.strategy)
     if spec.intraday_only and cfg.timeframe not in INTRADAY_TIMEFRAMES:
@@ -97,12 +94,12 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
         )
     fields = ("open", "high", "low", "close", "volume")
     if len(symbols) == 1:
-        frame = select_bars(cfg, bars, symbols[0])
+        frame = select_bars(cfg, bars, symbols[0], validated=validated)
         ts = frame["ts"]
         stack = {c: frame[c].to_numpy().astype(np.float64)[:, None] for c in fields}
         tradable = np.ones((1, 1), dtype=np.bool_)
     else:
-        ts, stack, tradable = _stack_universe(cfg, bars, symbols)
+        ts, stack, tradable = _stack_universe(cfg, bars, symbols, validated=validated)
     if ts.len() < 2:
         raise ConfigError(
             f"only {ts.len()} bar(s) between start={cfg.start} and end={cfg.end}: a backtest needs at least 2"
@@ -113,7 +110,7 @@ def prepare(cfg: BacktestConfig, bars: pl.DataFrame) -> Prepared:
         "symbols": symbols, "timeframe": cfg.timeframe,
     }
     return Prepared(data=data, ts=ts, symbols=symbols, periods_per_year=periods_per_year(cfg.timeframe, cal),
-                    tradable=tradable)
+                    tradable=tradable, validated=validated)
 
 
 def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]) -> tuple[pl.Series, np.ndarray, np.ndarray] | None:
@@ -137,9 +134,10 @@ def _aligned_layout(wanted: pl.DataFrame, index: dict[str, int]) -> tuple[pl.Ser
 
 
 def _stack_universe(
-    cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str]
+    cfg: BacktestConfig, bars: pl.DataFrame, symbols: list[str], *, validated: bool = False
 ) -> tuple[pl.Series, dict[str, np.ndarray], np.ndarray]:
-    """Validate and align many symbols in a few vectorised passes (see the module docstring)."""
+    """Align many symbols in a few vectorised passes (see the module docstring), after
+    :func:`check_bars` unless ``validated``."""
     cond = pl.col("symbol").is_in(symbols) & date_filter(cfg.start, cfg.end)
     if "timeframe" in bars.columns:
         cond &= pl.col("timeframe") == cfg.timeframe
@@ -154,30 +152,17 @@ def _stack_universe(
             have_any = set(firsts["symbol"].to_list())
             for s in symbols:  # the first symbol without bars: select_bars says exactly why
                 if s not in have_any:
-                    select_bars(cfg, bars, s)
+                    select_bars(cfg, bars, s, validated=validated)
         wanted = wanted.filter(pl.col("ts") >= firsts["ts"].max())
         ts = wanted["ts"].unique().sort()
         ts_us = ts.dt.cast_time_unit("us").to_physical().to_numpy()
         rows = np.searchsorted(ts_us, wanted["ts"].dt.cast_time_unit("us").to_physical().to_numpy())
         cols = wanted["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    if not validated:
+        check_bars(wanted)
     n, m = ts.len(), len(symbols)
     flat = cols * n + rows  # symbol-major: rows of one symbol are contiguous (fast scatter)
-    count = np.bincount(flat, minlength=n * m)
-    if count.max() > 1:
-        dup = symbols[int(np.argmax(count > 1)) // n]
-        raise DataValidationError(f"{dup} has duplicate timestamps; validate and ingest the bars first")
-    for c in ("open", "high", "low", "close"):
-        vals = wanted[c].to_numpy()
-        with np.errstate(invalid="ignore"):
-            bad = ~(vals > 0)
-        if bad.any():
-            sym = symbols[int(cols[np.argmax(bad)])]
-            n_bad = int(bad[cols == symbols.index(sym)].sum())
-            raise DataValidationError(
-                f"{sym} has {n_bad} bar(s) with missing or non-positive prices; "
-                "validate and ingest the bars first (backlake ingest reports and skips them)"
-            )
-    have = (count == 1).reshape(m, n).T
+    have = (np.bincount(flat, minlength=n * m) == 1).reshape(m, n).T
     stack: dict[str, np.ndarray] = {}
     for c in ("open", "high", "low", "close", "volume"):
         a = np.full(n * m, np.nan)
@@ -266,19 +251,22 @@ def _risk_inputs(cfg: BacktestConfig, prep: Prepared) -> tuple[np.ndarray, np.nd
 
 
 def run_backtest(
-    cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date | dt.datetime | None = None
+    cfg: BacktestConfig, bars: pl.DataFrame, *, oos_start: dt.date | dt.datetime | None = None,
+    validated: bool = False,
 ) -> BacktestResult:
     """Simulate ``cfg`` on ``bars`` (columns ``symbol, ts, open, high, low, close, volume``).
 
     ``oos_start`` splits the metrics into in-sample (before) and out-of-sample (from it on)
-    segments besides the full period.
+    segments besides the full period. Bars handed in directly are checked first (duplicate
+    timestamps, missing or non-positive prices: :func:`backlake.data.validate.check_bars`);
+    ``validated=True`` says they were read from the lake, where ingest validated them once.
 
     Example::
 
         res = run_backtest(BacktestConfig.model_validate({...}), bars)
         res.metrics["sharpe"], res.trades, res.equity
     """
-    prep = prepare(cfg, bars)
+    prep = prepare(cfg, bars, validated=validated)
     sig = _signals(cfg, prep)
     opts = sim_options(cfg, prep.periods_per_year, sig.max_hold_bars)
     sigma, adv = _risk_inputs(cfg, prep)
@@ -379,7 +367,8 @@ def benchmark_curve(cfg: BacktestConfig, bars: pl.DataFrame, prep: Prepared) -> 
         growth = (close / close[0]).mean(axis=1)
         curve: np.ndarray = cfg.initial_cash * growth
         return curve
-    other = select_bars(cfg.model_copy(update={"start": None, "end": None}), bars, cfg.benchmark).select("ts", "close")
+    other = select_bars(cfg.model_copy(update={"start": None, "end": None}), bars, cfg.benchmark,
+                        validated=prep.validated).select("ts", "close")
     aligned = pl.DataFrame({"ts": prep.ts}).join(other, on="ts", how="left").sort("ts")
     series = aligned["close"].fill_null(strategy="forward")
     if series.null_count():

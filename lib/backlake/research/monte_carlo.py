@@ -160,8 +160,10 @@ def monte_carlo(
     block_size: int = 20,
     confidence: float = 0.95,
     ruin_drawdown: float = 0.5,
+    validated: bool = False,
 ) -> MonteCarloResult:
-    """Run ``cfg`` once, simulate ``n_paths`` per seed, summarise all of them.
+    """Run ``cfg`` once, simulate ``n_paths`` per seed, summarise all of them. ``validated``:
+    ``bars`` were read from the lake (see ``run_backtest``).
 
     Example::
 
@@ -169,7 +171,7 @@ def monte_carlo(
     """
     seeds = check_args(method=method, n_paths=n_paths, seeds=seeds, block_size=block_size, confidence=confidence,
                        ruin_drawdown=ruin_drawdown)
-    base = run_backtest(cfg, bars)
+    base = run_backtest(cfg, bars, validated=validated)
     frames = [
         simulate_paths(base, bars, method=method, n_paths=n_paths, seed=s, block_size=block_size)
         .select(pl.lit(s, dtype=pl.Int64).alias("seed"), pl.all())

@@ -145,6 +145,7 @@ class StudyPlan:
     split: dt.datetime
     seed: int
     pbo_blocks: int
+    validated: bool = False  # the bars are the lake's (validated by ingest): no row checks
 
 
 #: Evaluates a batch of ``(trial number, params)`` and returns their records (any order).
@@ -163,9 +164,11 @@ def plan_study(
     oos_start: dt.date | dt.datetime | None = None,
     seed: int = 0,
     pbo_blocks: int = 16,
+    validated: bool = False,
 ) -> StudyPlan:
     """Check every argument of :func:`optimize` (``ConfigError`` naming the field, the value and
-    the fix) and return the plan; no trial runs here."""
+    the fix) and return the plan; no trial runs here. ``validated``: ``bars`` were read from the
+    lake (see ``run_backtest``)."""
     check_objective(objective)
     if sampler not in SAMPLERS:
         raise ConfigError("sampler: " + unknown_name_message("sampler", str(sampler), SAMPLERS))
@@ -179,13 +182,13 @@ def plan_study(
         n_trials = 50 if n_trials is None else _check_count("n_trials", n_trials, "e.g. 50")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} must be a whole number, e.g. 0")
-    split, n_is = _split(cfg, bars, oos_fraction, oos_start)
+    split, n_is = _split(cfg, bars, oos_fraction, oos_start, validated)
     if not isinstance(pbo_blocks, int) or pbo_blocks % 2 or pbo_blocks < 2 or n_is - 1 < 2 * pbo_blocks:
         raise ConfigError(
             f"pbo_blocks={pbo_blocks!r} must be even, >= 2 and at most half the in-sample returns "
             f"({n_is - 1} before the split): use e.g. {max(2, min(16, (n_is - 1) // 4 * 2))}"
         )
-    return StudyPlan(cfg, dists, objective, sampler, n_trials, split, seed, pbo_blocks)
+    return StudyPlan(cfg, dists, objective, sampler, n_trials, split, seed, pbo_blocks, validated)
 
 
 def run_study(
@@ -249,6 +252,7 @@ def optimize(
     seed: int = 0,
     pbo_blocks: int = 16,
     batch_size: int = 1,
+    validated: bool = False,
 ) -> StudyResult:
     """Search ``space`` for the parameters that maximise ``objective`` in-sample, on this process.
 
@@ -261,6 +265,7 @@ def optimize(
     ``pbo_blocks``: CSCV blocks for PBO (even; the IS period needs 2 bars per block).
     ``batch_size``: trials proposed together (see :func:`run_study`; the ``optimize`` flow
     evaluates each batch as parallel tasks; here they run one after another).
+    ``validated``: ``bars`` were read from the lake (see ``run_backtest``).
     Every bad argument raises ``ConfigError`` before any trial runs.
 
     Example::
@@ -268,7 +273,8 @@ def optimize(
         optimize(cfg, {"fast": [5, 10, 20], "slow": [50, 100]}, bars, sampler="grid").best_params
     """
     plan = plan_study(cfg, space, bars, objective=objective, n_trials=n_trials, sampler=sampler,
-                      oos_fraction=oos_fraction, oos_start=oos_start, seed=seed, pbo_blocks=pbo_blocks)
+                      oos_fraction=oos_fraction, oos_start=oos_start, seed=seed, pbo_blocks=pbo_blocks,
+                      validated=validated)
     return run_study(plan, sequential_evaluator(plan, bars), batch_size=batch_size)
 
 
@@ -276,7 +282,8 @@ def sequential_evaluator(plan: StudyPlan, bars: pl.DataFrame) -> BatchEvaluator:
     """An evaluator for :func:`run_study` that runs a batch's trials one after another here."""
 
     def evaluate(jobs: Sequence[tuple[int, dict[str, Any]]]) -> list[TrialRecord]:
-        return [evaluate_trial(plan.cfg, params, bars, split=plan.split, objective=plan.objective, number=n)
+        return [evaluate_trial(plan.cfg, params, bars, split=plan.split, objective=plan.objective, number=n,
+                               validated=plan.validated)
                 for n, params in jobs]
 
     return evaluate
@@ -290,6 +297,7 @@ def evaluate_trial(
     split: dt.datetime,
     objective: str = "sharpe",
     number: int = 0,
+    validated: bool = False,
 ) -> TrialRecord:
     """One trial: ``cfg`` with ``params`` over ``bars``, scored before and from ``split``.
 
@@ -306,7 +314,7 @@ def evaluate_trial(
     except ValidationError as e:
         reason = e.errors()[0]["msg"].removeprefix("Value error, ")
         return TrialRecord(number, params, "pruned", reason=reason)
-    res = run_backtest(cfg.model_copy(update={"params": full}), bars, oos_start=split)
+    res = run_backtest(cfg.model_copy(update={"params": full}), bars, oos_start=split, validated=validated)
     is_score, oos_score = res.segments["is"][objective], res.segments["oos"][objective]
     eq = res.equity
     k = int((eq["ts"] < split).sum())
@@ -368,12 +376,13 @@ def check_objective(objective: str) -> None:
 
 
 def _split(
-    cfg: BacktestConfig, bars: pl.DataFrame, oos_fraction: float | None, oos_start: dt.date | dt.datetime | None
+    cfg: BacktestConfig, bars: pl.DataFrame, oos_fraction: float | None, oos_start: dt.date | dt.datetime | None,
+    validated: bool = False,
 ) -> tuple[dt.datetime, int]:
     """(first OOS timestamp, number of IS bars)."""
     if oos_fraction is not None and oos_start is not None:
         raise ConfigError(f"give oos_fraction ({oos_fraction}) or oos_start ({oos_start}), not both")
-    ts = prepare(cfg, bars).ts
+    ts = prepare(cfg, bars, validated=validated).ts
     n = ts.len()
     if oos_start is None:
         frac = 0.3 if oos_fraction is None else oos_fraction

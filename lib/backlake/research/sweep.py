@@ -122,6 +122,7 @@ def sweep(
     *,
     chunk_size: int = ...,
     return_report: Literal[False] = ...,
+    validated: bool = ...,
 ) -> pl.DataFrame: ...
 @overload
 def sweep(
@@ -131,6 +132,7 @@ def sweep(
     *,
     chunk_size: int = ...,
     return_report: Literal[True],
+    validated: bool = ...,
 ) -> tuple[pl.DataFrame, SweepReport]: ...
 @overload
 def sweep(
@@ -140,6 +142,7 @@ def sweep(
     *,
     chunk_size: int = ...,
     return_report: bool,
+    validated: bool = ...,
 ) -> pl.DataFrame | tuple[pl.DataFrame, SweepReport]: ...
 def sweep(
     cfg: BacktestConfig,
@@ -148,6 +151,7 @@ def sweep(
     *,
     chunk_size: int = 256,
     return_report: bool = False,
+    validated: bool = False,
 ) -> pl.DataFrame | tuple[pl.DataFrame, SweepReport]:
     """One row per valid combination: the swept parameters, then SWEEP_METRICS.
 
@@ -155,7 +159,8 @@ def sweep(
     parameter dicts (one combination each; how the sweep flow hands a chunk to a task).
     ``chunk_size`` bounds memory for strategies without a dedicated path (signals of that many
     combinations are held at once). With ``return_report=True`` also returns the
-    :class:`SweepReport` (how many combinations were skipped and why).
+    :class:`SweepReport` (how many combinations were skipped and why). ``validated``: the bars
+    were read from the lake, so the engine does not check their rows again (see ``run_backtest``).
     """
     if isinstance(grid, Mapping):
         combos, report = expand_grid(cfg, grid)
@@ -165,7 +170,7 @@ def sweep(
         keys = list(dict.fromkeys(k for c in grid for k in c))
     if report.n_skipped:
         log.info("sweep: skipped %d of %d combinations that fail validation", report.n_skipped, report.n_combinations)
-    prep = prepare(cfg, bars)
+    prep = prepare(cfg, bars, validated=validated)
     sigma, adv = _risk_inputs(cfg, prep)
     d = prep.data
     t_us = prep.ts.dt.replace_time_zone(None).dt.cast_time_unit("us").to_physical().to_numpy()

@@ -184,7 +184,7 @@ def make_windows(
 
 def evaluate_window(
     cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]], bars: pl.DataFrame, window: Window, *,
-    objective: str = "sharpe",
+    objective: str = "sharpe", validated: bool = False,
 ) -> WindowResult:
     """Optimise ``grid`` on the window's train bars (``backlake.sweep``), pick the best by
     ``objective`` (the first combination on ties; the first one if none has a score), then run
@@ -192,6 +192,7 @@ def evaluate_window(
 
     Indicators warm up on the train window (nothing before train_start is seen), and a
     position open at the split carries into the test window as it would in live trading.
+    ``validated``: ``bars`` were read from the lake (see ``run_backtest``).
 
     Example::
 
@@ -200,14 +201,14 @@ def evaluate_window(
     check_objective(objective)
     grid = {k: list(v) for k, v in grid.items()}
     train_cfg, train_bars = _slice(cfg, bars, window.train_start, window.train_end)
-    table = sweep(train_cfg, grid, train_bars)  # raises ConfigError for a bad grid
+    table = sweep(train_cfg, grid, train_bars, validated=validated)  # raises ConfigError for a bad grid
     scores = table[objective].to_list()
     valid = [i for i, s in enumerate(scores) if s is not None]
     pick = max(valid, key=lambda i: scores[i]) if valid else 0  # max() keeps the first on ties
     best = {k: table[k][pick] for k in grid}
     run_cfg, run_bars = _slice(cfg, bars, window.train_start, window.test_end)
     run_cfg = run_cfg.model_copy(update={"params": {**cfg.params, **best}})
-    res = run_backtest(run_cfg, run_bars, oos_start=window.test_start)
+    res = run_backtest(run_cfg, run_bars, oos_start=window.test_start, validated=validated)
     seg_is, seg_oos = res.segments["is"], res.segments["oos"]
     is_sh, oos_sh = seg_is["sharpe"], seg_oos["sharpe"]
     degradation = (is_sh - oos_sh) / abs(is_sh) if is_sh and oos_sh is not None else None
@@ -268,8 +269,10 @@ def walk_forward(
     step: Size | None = None,
     mode: Literal["rolling", "anchored"] = "rolling",
     objective: str = "sharpe",
+    validated: bool = False,
 ) -> WalkForwardResult:
     """Plan the windows on cfg's bars, evaluate each in turn, stitch the test periods.
+    ``validated``: ``bars`` were read from the lake (see ``run_backtest``).
 
     Example::
 
@@ -278,8 +281,8 @@ def walk_forward(
     check_objective(objective)
     grid = {k: list(v) for k, v in grid.items()}
     expand_grid(cfg, grid)  # bad grids fail before any window runs
-    windows = make_windows(prepare(cfg, bars).ts, train=train, test=test, step=step, mode=mode)
-    results = [evaluate_window(cfg, grid, bars, w, objective=objective) for w in windows]
+    windows = make_windows(prepare(cfg, bars, validated=validated).ts, train=train, test=test, step=step, mode=mode)
+    results = [evaluate_window(cfg, grid, bars, w, objective=objective, validated=validated) for w in windows]
     return aggregate_windows(cfg, results, objective=objective)
 
 

@@ -32,7 +32,7 @@ Example::
     (job,) = plan_alphas(lake, [cfg], horizons=(1, 5, 21))
     inputs = alpha_inputs(job)
     evals = {h: evaluate_horizon(job, inputs, h) for h in job.plan.horizons}
-    record = alpha_record(job, run_backtest(job.config, job.bars), inputs, evals, started, generation)
+    record = alpha_record(job, run_backtest(job.config, job.bars, validated=True), inputs, evals, started, generation)
     commit(lake, [record], attempt)
 """
 
@@ -292,7 +292,7 @@ def alpha_inputs(job: Job) -> AlphaInputs:
     the engine (on its aligned bars); then every value of a bar a symbol lacks is NaN."""
     from backlake.alpha.panel import Panel
 
-    prep = prepare(job.config, job.bars)
+    prep = prepare(job.config, job.bars, validated=True)
     traded = panel_of(prep.data)
     params: AlphaStrategyParams = job.plan.params
     scores = alpha_scores(traded, params)
@@ -400,8 +400,8 @@ def group_records(group: Sequence[Job], commit_ids: Sequence[str], generations: 
         inputs[j.run_id] = alpha_inputs(j)
         evals[j.run_id] = {h: evaluate_horizon(j, inputs[j.run_id], h) for h in j.plan.horizons}
     pvalues = adjusted_pvalues({r: {h: ev.summary.get(h, {}) for h, ev in e.items()} for r, e in evals.items()})
-    return [alpha_record(j, run_backtest(j.config, j.bars), inputs[j.run_id], evals[j.run_id], started_at,
-                         generations[j.run_id], pvalues.get(j.run_id))
+    return [alpha_record(j, run_backtest(j.config, j.bars, validated=True), inputs[j.run_id], evals[j.run_id],
+                         started_at, generations[j.run_id], pvalues.get(j.run_id))
             for j in group if j.run_id in commit_ids]
 
 

@@ -123,7 +123,7 @@ def execute_run(lake: Lake, planned: PlannedRun) -> RunOutcome:
     started = _now()
     try:
         bars = cached_bars(lake, planned.config, planned.data_versions["bars"])
-        result = run_backtest(planned.config, bars)
+        result = run_backtest(planned.config, bars, validated=True)
         return RunOutcome(planned, result, None, started)
     except BacklakeError as e:
         return RunOutcome(planned, None, f"{type(e).__name__}: {e}", started)

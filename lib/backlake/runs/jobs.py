@@ -6,7 +6,7 @@ any task starts; the ``*_record`` functions turn the computed results into the r
 Example::
 
     job = plan_monte_carlo(lake, cfg, method="block_bootstrap", n_paths=500, seeds=[0, 1])
-    base = run_backtest(job.config, job.bars)
+    base = run_backtest(job.config, job.bars, validated=True)
     paths = ...  # simulate_paths per seed, fanned out
     commit(lake, [monte_carlo_record(job, base, paths, started_at, generation)], attempt)
 """
@@ -45,7 +45,7 @@ class Job:
     kind: str
     config: BacktestConfig
     request: dict[str, Any]
-    bars: pl.DataFrame = field(repr=False)
+    bars: pl.DataFrame = field(repr=False)  # read from the lake: validated by ingest
     data_versions: dict[str, int]
     fingerprint: str
     done: bool
@@ -88,7 +88,7 @@ def plan_optimize(
         request["parallel"] = parallel
     job = plan_job(lake, "optimize", cfg, request)
     plan = opt.plan_study(cfg, space, job.bars, objective=objective, n_trials=n_trials, sampler=sampler,
-                          oos_fraction=oos_fraction, seed=seed)
+                          oos_fraction=oos_fraction, seed=seed, validated=True)
     return Job(**{**job.__dict__, "plan": plan})
 
 
@@ -97,7 +97,7 @@ def optimize_record(job: Job, study: opt.StudyResult, started_at: dt.datetime, g
     the study's own figures as segment ``study``, every trial."""
     cfg = job.config
     best = {**cfg.params, **(study.best_params or {})}
-    full = run_backtest(cfg.model_copy(update={"params": best}), job.bars, oos_start=study.split)
+    full = run_backtest(cfg.model_copy(update={"params": best}), job.bars, oos_start=study.split, validated=True)
     segments = {**full.segments, "study": study_metrics(study)}
     if study.pbo_detail is not None:  # the PBO's logit distribution: logit -> share of the CSCV splits
         segments["pbo_logits"] = dict(logit_distribution(study.pbo_detail))
@@ -121,7 +121,8 @@ def plan_walk_forward(
     request = {"grid": grid, "train": train, "test": test, "step": step, "mode": mode, "objective": objective}
     job = plan_job(lake, "walk_forward", cfg, request)
     expand_grid(cfg, grid)  # a grid with no valid combination fails here
-    windows = wf.make_windows(prepare(cfg, job.bars).ts.to_list(), train=train, test=test, step=step, mode=mode)
+    ts = prepare(cfg, job.bars, validated=True).ts.to_list()
+    windows = wf.make_windows(ts, train=train, test=test, step=step, mode=mode)
     return Job(**{**job.__dict__, "plan": windows})
 
 

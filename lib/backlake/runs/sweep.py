@@ -96,7 +96,7 @@ def run_chunk(lake: Lake, plan: SweepPlan, chunk: int, bars: pl.DataFrame | None
         bars = plan.bars if plan.bars is not None else pin(lake, plan.config, plan.data_versions["bars"]).bars
     idx = plan.chunks[chunk]
     combos = [plan.combos[i] for i in idx]
-    df = sweep(plan.config, combos, bars)
+    df = sweep(plan.config, combos, bars, validated=True)
     return df.with_columns(pl.Series("trial", idx, dtype=pl.Int64))
 
 

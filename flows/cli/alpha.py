@@ -222,6 +222,10 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     cols = ["alpha", "alpha_id", "rows_added", "first_date", "last_date", "version"]
     print(format_rows(cols, [[args.name, aid, res.rows_added, res.first_date, res.last_date, res.version]],
                       args.format))
+    if args.format == "table" and res.rows_added == 0:
+        stored = lake.read("signals", columns=["date"], where={"alpha_id": aid, "symbol": cfg.symbols})
+        print(f"\nnothing new: the stored {args.name} signals of these symbols reach {stored['date'].max()}"
+              if stored.height else "\nnothing new: no date has enough history to score yet")
     if args.format == "table":
         print(f"\nsignals:  backlake sql \"SELECT date, symbol, score, features FROM signals WHERE alpha_id = "
               f"'{aid}' ORDER BY date DESC, score DESC LIMIT 20\"")

@@ -104,6 +104,10 @@ def test_cli_alpha_commands(prefect_harness, lake: Lake, capsys):
     code, out, _ = run_cli(capsys, "alpha", "refresh", "low_volatility", "--universe", UNIVERSE,
                            "--params", "window=21", "--format", "json")
     assert code == 0 and json.loads(out)[0]["rows_added"] == 0  # idempotent
+    last = lake.read("signals", columns=["date"])["date"].max()
+    code, out, _ = run_cli(capsys, "alpha", "refresh", "low_volatility", "--universe", UNIVERSE,
+                           "--params", "window=21")
+    assert code == 0 and f"nothing new: the stored low_volatility signals of these symbols reach {last}" in out
 
     code, out, err = run_cli(capsys, "alpha", "evaluate", "low_volatility", "--universe", UNIVERSE,
                              "--horizons", "1,5", "--quantiles", "3", "--progress", "always")

@@ -111,15 +111,20 @@ def nav_bar(active: str) -> pn.pane.HTML:
 def user_badge(identity: Identity) -> pn.pane.HTML:
     """``alice [researcher]  Sign out`` for the header (no link without a login)."""
     if identity.user is None:
-        text = "not signed in"
+        text, name, roles = "not signed in", "not signed in", []
     else:
         text = f"{html.escape(identity.name)}<span class='bl-role'>{html.escape(identity.role)}</span>"
+        name, roles = identity.name, [identity.role]
     if identity.mode == "none":
         text += " <span class='bl-role'>no login (--no-auth)</span>"
+        roles.append("no login (--no-auth)")
     elif identity.user is not None:
         text += " <a class='bl-logout' href='./logout'>Sign out</a>"
+    # as wide as its text (a fixed 300 px pushed the health badge off a 1400 px wide header)
+    width = round(9 * len(name) + sum(7.5 * len(r) + 24 for r in roles)
+                  + (80 if identity.user is not None and identity.mode != "none" else 0) + 12)
     return pn.pane.HTML(f"<div class='bl-user'>{text}</div>", stylesheets=[HEADER_CSS], css_classes=["user-badge"],
-                        sizing_mode="fixed", width=300, height=28, align="center")
+                        sizing_mode="fixed", width=min(width, 420), height=28, align="center")
 
 
 def page(name: str, title: str) -> tuple[pn.template.BootstrapTemplate, Identity | None]:
@@ -250,6 +255,7 @@ def health_badge(template: pn.template.BaseTemplate, identity: Identity) -> None
         results = monitor.results()
         status = overall_status(results)
         button.name = badge_label(results)
+        button.width = 36 + 8 * len(button.name)  # its label's width: the header is tight below 1400 px
         button.button_type = _BUTTON_TYPES[status]
         panel_.object = health_rows_html(results, thresholds_text)
 

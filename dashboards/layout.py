@@ -64,18 +64,21 @@ PAGES: tuple[tuple[str, str], ...] = (
 HEADER_HOOKS: list[Callable[[pn.template.BaseTemplate, Identity], None]] = []
 
 HEADER_CSS = """
-:host { margin-left: auto; }
+:host { margin-left: auto; width: max-content !important; flex: none !important; }
 .bl-user { color: #fff; font-size: 0.95rem; white-space: nowrap; }
 .bl-user .bl-role { display: inline-block; margin-left: 6px; padding: 1px 8px; border-radius: 10px;
   background: rgba(255, 255, 255, 0.18); font-size: 0.8rem; }
 .bl-user a { color: #fff; margin-left: 14px; text-decoration: underline; }
+@media (max-width: 1399px) { .bl-user { font-size: 0.85rem; } .bl-user a { margin-left: 10px; } }
 """
 
 NAV_CSS = """
+:host { width: max-content !important; flex: none !important; }
 .bl-nav { display: flex; gap: 4px; align-items: center; white-space: nowrap; }
 .bl-nav a { color: rgba(255, 255, 255, 0.85); text-decoration: none; padding: 4px 8px; border-radius: 6px;
   font-size: 0.95rem; }
 .bl-nav a:hover { background: rgba(255, 255, 255, 0.12); color: #fff; }
+@media (max-width: 1399px) { .bl-nav { gap: 2px; } .bl-nav a { font-size: 0.85rem; padding: 4px 6px; } }
 .bl-nav a.active { background: rgba(255, 255, 255, 0.22); color: #fff; font-weight: 600; }
 """
 
@@ -104,27 +107,24 @@ def nav_bar(active: str) -> pn.pane.HTML:
         f"<a class='bl-nav-{name}{' active' if name == active else ''}' href='./{name}'>{html.escape(labels[name])}</a>"
         for name in page_names()
     )
+    # as wide as its links (no fixed width), like the user badge: with the health badge and the
+    # theme toggle the header fits a 1280 px window (the links are smaller below 1400 px)
     return pn.pane.HTML(f"<nav class='bl-nav'>{links}</nav>", stylesheets=[NAV_CSS], css_classes=["nav-bar"],
-                        sizing_mode="fixed", width=720, height=34, align="center")
+                        height=34, align="center")
 
 
 def user_badge(identity: Identity) -> pn.pane.HTML:
     """``alice [researcher]  Sign out`` for the header (no link without a login)."""
     if identity.user is None:
-        text, name, roles = "not signed in", "not signed in", []
+        text = "not signed in"
     else:
         text = f"{html.escape(identity.name)}<span class='bl-role'>{html.escape(identity.role)}</span>"
-        name, roles = identity.name, [identity.role]
     if identity.mode == "none":
         text += " <span class='bl-role'>no login (--no-auth)</span>"
-        roles.append("no login (--no-auth)")
     elif identity.user is not None:
         text += " <a class='bl-logout' href='./logout'>Sign out</a>"
-    # as wide as its text (a fixed 300 px pushed the health badge off a 1400 px wide header)
-    width = round(9 * len(name) + sum(7.5 * len(r) + 24 for r in roles)
-                  + (80 if identity.user is not None and identity.mode != "none" else 0) + 12)
     return pn.pane.HTML(f"<div class='bl-user'>{text}</div>", stylesheets=[HEADER_CSS], css_classes=["user-badge"],
-                        sizing_mode="fixed", width=min(width, 420), height=28, align="center")
+                        height=28, align="center")
 
 
 def page(name: str, title: str) -> tuple[pn.template.BootstrapTemplate, Identity | None]:
@@ -192,6 +192,7 @@ HEALTH_CSS = """
 """
 
 BADGE_CSS = """
+:host { width: max-content !important; flex: none !important; }
 :host .bk-btn { border-radius: 14px; font-size: 0.85rem; padding: 3px 12px; font-weight: 600; white-space: nowrap; }
 """
 
@@ -246,7 +247,7 @@ def health_badge(template: pn.template.BaseTemplate, identity: Identity) -> None
     monitor, _ = shared_health(settings)
     thresholds_text = _thresholds_text(settings)
     button = pn.widgets.Toggle(name="● checking…", button_type="light", css_classes=["health-badge"],
-                               stylesheets=[BADGE_CSS], sizing_mode="fixed", width=180, height=32, align="center")
+                               stylesheets=[BADGE_CSS], height=32, align="center")
     panel_ = pn.pane.HTML("", stylesheets=[HEALTH_CSS], css_classes=["health-panel"], visible=False,
                           sizing_mode="fixed", width=540)
     button.param.watch(lambda e: setattr(panel_, "visible", bool(e.new)), "value")
@@ -255,7 +256,6 @@ def health_badge(template: pn.template.BaseTemplate, identity: Identity) -> None
         results = monitor.results()
         status = overall_status(results)
         button.name = badge_label(results)
-        button.width = 36 + 8 * len(button.name)  # its label's width: the header is tight below 1400 px
         button.button_type = _BUTTON_TYPES[status]
         panel_.object = health_rows_html(results, thresholds_text)
 

@@ -194,14 +194,21 @@ def test_sign_in_shows_user_and_role_and_sign_out_ends_the_session(session: Sess
     page.locator(".runs-table .tabulator-row").first.wait_for()
     assert page.locator(".owner-filter .bk-btn.bk-active").inner_text() == "Everyone"  # admins oversee all
     session.shot("admin")
-    # the header fits a 1400 px window: navigation, user badge and health badge side by side, none cut off
+    # the header fits a 1400 and a 1280 px window: navigation, user badge and health badge side by
+    # side, each link whole, none cut off
     health = page.locator(".health-badge button")
     health.get_by_text("All OK").or_(health.get_by_text("Issues")).wait_for()
-    boxes = {name: page.locator(sel).bounding_box() for name, sel in
-             (("nav", ".nav-bar"), ("user", ".user-badge .bl-user"), ("health", ".health-badge button"))}
-    assert boxes["nav"]["x"] + boxes["nav"]["width"] <= boxes["user"]["x"], boxes
-    assert boxes["user"]["x"] + boxes["user"]["width"] <= boxes["health"]["x"], boxes
-    assert boxes["health"]["x"] + boxes["health"]["width"] <= 1400, boxes
+    for width in (1400, 1280):
+        page.set_viewport_size({"width": width, "height": 1400})
+        page.wait_for_timeout(300)
+        boxes = {name: page.locator(sel).bounding_box() for name, sel in
+                 (("nav", ".nav-bar"), ("last link", ".bl-nav a >> nth=-1"), ("user", ".user-badge .bl-user"),
+                  ("health", ".health-badge button"))}
+        assert boxes["last link"]["x"] + boxes["last link"]["width"] <= boxes["nav"]["x"] + boxes["nav"]["width"]
+        assert boxes["nav"]["x"] + boxes["nav"]["width"] <= boxes["user"]["x"], (width, boxes)
+        assert boxes["user"]["x"] + boxes["user"]["width"] <= boxes["health"]["x"], (width, boxes)
+        assert boxes["health"]["x"] + boxes["health"]["width"] <= width - 40, (width, boxes)  # the theme toggle's room
+    page.set_viewport_size({"width": 1400, "height": 1400})
     badge.get_by_text("Sign out").click()
     page.get_by_text("You are signed out").wait_for()
     session.shot("signed-out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -56,8 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: a value that starts like a negative number (``-5``, ``-0.5``, ``-5,1``): no option of backlake
+#: starts with a digit, so after an option that takes a value it is that value
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def _options_with_values(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings (``--horizons``...) of every command that take a value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found |= _options_with_values(child)
+        elif action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+    return found
+
+
+def attach_negative_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``--horizons -5,1`` as ``--horizons=-5,1``: argparse takes a value that starts with ``-``
+    and is not a plain number for an option, and answers "expected one argument"; attached,
+    the value reaches the command's own check, which says what is wrong with it."""
+    takes_value = _options_with_values(parser)
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in takes_value and _NEGATIVE_VALUE.match(token) and "--" not in out:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(attach_negative_values(parser, sys.argv[1:] if argv is None else argv))
     try:
         if args.command in FLOW_COMMANDS - CHECKED_FIRST:
             server.use_prefect_api()

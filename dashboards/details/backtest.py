@@ -340,6 +340,17 @@ def _drawdown_section(equity: pd.DataFrame, title: str) -> pn.viewable.Viewable:
 
 
 # -- returns ------------------------------------------------------------------------------------
+def _month_text(ret: float) -> str:
+    """A month's return for its heatmap cell: one decimal (``-10.9%``), so the label fits the
+    cell and never covers a neighbour's sign; none from 100 % (``-123%``); empty when unknown."""
+    if ret is None or not np.isfinite(ret):
+        return ""
+    pct = 100 * ret
+    if abs(pct) < 0.05:
+        return "0.0%"  # not "-0.0%"
+    return f"{pct:.0f}%" if abs(pct) >= 99.95 else f"{pct:.1f}%"
+
+
 def _returns_section(equity: pd.DataFrame, title: str) -> pn.viewable.Viewable:
     if len(equity) < 2:
         return pn.Column()
@@ -348,8 +359,10 @@ def _returns_section(equity: pd.DataFrame, title: str) -> pn.viewable.Viewable:
     years = yearly_returns(eq, ts).to_pandas()
     months["Month"] = months["month"].map(lambda m: calendar.month_abbr[int(m)]).astype(object)
     months["Year"] = months["year"].astype(str).astype(object)
-    months["text"] = months["ret"].map(lambda v: value_text("pct", v).replace(" %", "%")).astype(object)
+    months["text"] = months["ret"].map(_month_text).astype(object)
     lim = float(np.nanmax(np.abs(months["ret"].to_numpy(dtype=float)))) if len(months) else 0.1
+    # white on the dark ends of the colour map, dark on its pale middle
+    months["text_color"] = np.where(np.abs(months["ret"].fillna(0)) > 0.55 * lim, "#fff", "#222").astype(object)
     heat = hv.HeatMap(months[["Month", "Year", "ret"]], ["Month", "Year"], "ret").opts(
         cmap="RdYlGn", clim=(-lim, lim), colorbar=True, tools=["hover"], responsive=True,
         height=max(220, 26 * months["Year"].nunique() + 90), xlabel="", ylabel="",
@@ -357,7 +370,8 @@ def _returns_section(equity: pd.DataFrame, title: str) -> pn.viewable.Viewable:
         colorbar_opts={"formatter": NumeralTickFormatter(format="0%")},
     )
     heat = heat.redim.values(Month=list(calendar.month_abbr)[1:])
-    labels = hv.Labels(months, ["Month", "Year"], "text").opts(text_font_size="7.5pt", text_color="#222")
+    labels = hv.Labels(months, ["Month", "Year"], ["text", "text_color"]).opts(text_font_size="7.5pt",
+                                                                              text_color="text_color")
     years["Year"] = years["year"].astype(str).astype(object)
     years["color"] = np.where(years["ret"].fillna(0) >= 0, WIN_COLOR, LOSS_COLOR)
     bars = hv.Bars(years, "Year", ["ret", "color"]).opts(
@@ -367,7 +381,7 @@ def _returns_section(equity: pd.DataFrame, title: str) -> pn.viewable.Viewable:
     )
     return pn.Row(pn.pane.HoloViews(heat * labels, sizing_mode="stretch_width", css_classes=["monthly-heatmap"]),
                   pn.pane.HoloViews(bars, sizing_mode="stretch_width", css_classes=["yearly-returns"],
-                                    max_width=420),
+                                    max_width=340),
                   sizing_mode="stretch_width")
 
 

@@ -84,7 +84,8 @@ CASES: list[tuple[str, list[object], str]] = [
     ("missing-file", ["backtest", "/nonexistent/config.json"], "does not exist"),
     ("directory", ["backtest", "@dir"], "is a directory"),
     # -- the data the lake holds
-    ("symbol-not-in-lake", ["backtest", {"c": cfg(universe=["NOPE"])}], "universe symbol 'NOPE' is not in the lake"),
+    ("symbol-not-in-lake", ["backtest", {"c": cfg(universe=["NOPE"])}],
+     "universe symbol 'NOPE' is not in the lake: ingest it"),
     ("symbol-typo", ["backtest", {"c": cfg(universe=["SYM0"])}], "did you mean 'SYN"),
     ("hourly-on-daily", ["backtest", {"c": cfg(timeframe="1h")}], "timeframe='1h' but SYN0 has 1d bars"),
     ("daily-on-hourly", ["backtest", {"c": cfg(universe=["HOURLY"])}], "timeframe='1d' but HOURLY has 1h bars"),

@@ -75,8 +75,8 @@ def coverage(lake: Lake, symbols: Sequence[str], version: int | None = None) -> 
 def _missing_symbol(what: str, symbol: str, cov: Coverage) -> str:
     known = cov.lake_symbols()
     hint = closest(symbol, known)
-    did = f"; did you mean {hint!r}?" if hint else ""
-    return (f"{what} {symbol!r} is not in the lake{did} ingest it (`backlake ingest`) or pick one of the "
+    did = f"did you mean {hint!r}? Otherwise " if hint else ""
+    return (f"{what} {symbol!r} is not in the lake: {did}ingest it (`backlake ingest`) or pick one of the "
             f"{len(known)} symbol(s) it holds")
 
 

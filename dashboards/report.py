@@ -186,7 +186,7 @@ def report_view(store: Any, run: dict[str, Any]) -> pn.Column:
     made = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return pn.Column(
         report_header(run),
-        render(store, run),
+        render(store, run, full_tables=True),
         pn.pane.HTML(f"<div class='bl-report-foot'>Rendered {made} from the lake {html.escape(store.lake_uri)} "
                      f"(run {html.escape(str(run['run_id']))}).</div>", sizing_mode="stretch_width",
                      stylesheets=[PRINT_CSS]),

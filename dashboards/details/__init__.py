@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import panel as pn
 
-__all__ = ["register", "render", "views", "VIEW_MODULES"]
+__all__ = ["register", "render", "views", "VIEW_MODULES", "FULL_TABLES"]
 
 View = Callable[[Any, dict[str, Any]], pn.viewable.Viewable]
 
@@ -48,10 +49,20 @@ def views() -> dict[str, View]:
     return dict(_VIEWS)
 
 
-def render(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:
-    """The detail of ``run`` (a runs row) by its kind."""
+#: True while a view is built for a report (tear sheet): its tables show every row instead of
+#: scrolling inside a box, so they read and print whole.
+FULL_TABLES: ContextVar[bool] = ContextVar("FULL_TABLES", default=False)
+
+
+def render(store: Any, run: dict[str, Any], *, full_tables: bool = False) -> pn.viewable.Viewable:
+    """The detail of ``run`` (a runs row) by its kind; ``full_tables`` for a report (see
+    :data:`FULL_TABLES`)."""
     view = views().get(str(run.get("kind")), generic_detail)
-    return view(store, run)
+    token = FULL_TABLES.set(full_tables)
+    try:
+        return view(store, run)
+    finally:
+        FULL_TABLES.reset(token)
 
 
 def generic_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable:

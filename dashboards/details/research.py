@@ -44,7 +44,7 @@ from bokeh.plotting import figure
 from backlake.analytics import research_views as rv
 from backlake.errors import BacklakeError
 from backlake.strategies import display_name
-from dashboards.details import register
+from dashboards.details import FULL_TABLES, register
 from dashboards.fmt import BOKEH_FORMATS, DASH, metric_text, unit_kind, value_text
 
 __all__ = ["sweep_detail", "optimize_detail", "walk_forward_detail", "monte_carlo_detail", "run_title",
@@ -127,7 +127,8 @@ def _cards(cards: Sequence[str], css_class: str) -> pn.pane.HTML:
 def _html_table(df: pd.DataFrame, kinds: dict[str, str], *, left: Sequence[str] = (), css_class: str,
                 row_class: Sequence[str] | None = None, cell_class: dict[str, Sequence[str]] | None = None,
                 max_height: int = 360) -> pn.pane.HTML:
-    """A read-only HTML table, each column formatted by its fmt kind ('text' as is)."""
+    """A read-only HTML table, each column formatted by its fmt kind ('text' as is), scrolling
+    beyond ``max_height`` px (in a report every row shows: :data:`FULL_TABLES`)."""
     head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(c.replace('_', ' '))}</th>"
                    for c in df.columns)
     body = []
@@ -141,8 +142,9 @@ def _html_table(df: pd.DataFrame, kinds: dict[str, str], *, left: Sequence[str] 
             tds.append(f"<td class='{cls.strip()}'>{html.escape(txt)}</td>")
         rc = row_class[i] if row_class else ""
         body.append(f"<tr class='{rc}'>{''.join(tds)}</tr>")
+    box = "overflow-x:auto" if FULL_TABLES.get() else f"max-height:{max_height}px;overflow:auto"
     return pn.pane.HTML(
-        f"<div style='max-height:{max_height}px;overflow:auto'><table class='bl-tbl'><thead><tr>{head}</tr></thead>"
+        f"<div style='{box}'><table class='bl-tbl'><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>", stylesheets=[CSS], sizing_mode="stretch_width",
         css_classes=[css_class])
 

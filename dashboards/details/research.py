@@ -42,6 +42,7 @@ from bokeh.palettes import RdYlGn11
 from bokeh.plotting import figure
 
 from backlake.analytics import research_views as rv
+from backlake.analytics.compare import walk_forward_trades_note
 from backlake.errors import BacklakeError
 from backlake.strategies import display_name
 from dashboards.details import FULL_TABLES, register
@@ -67,6 +68,7 @@ CSS = """
 .bl-card .s { color: #5f6b7a; font-size: 0.75rem; }
 .bl-card.bad { border-color: #e15759; background: #fdf1f1; } .bl-card.bad .n { color: #b3261e; }
 .bl-card.good { border-color: #59a14f; background: #f0f9ef; } .bl-card.good .n { color: #1a7f37; }
+.wf-trades-note { color: #5f6b7a; font-size: 0.85rem; }
 .bl-tbl { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .bl-tbl th, .bl-tbl td { border-bottom: 1px solid #e3e6ea; padding: 3px 8px; text-align: right; white-space: nowrap; }
 .bl-tbl th { background: #f4f6f8; color: #334; font-weight: 600; }
@@ -613,6 +615,9 @@ def walk_forward_detail(store: Any, run: dict[str, Any]) -> pn.viewable.Viewable
                         boundaries=list(w["test_start"]))
     return pn.Column(
         _header(run, sub), _cards(cards, "wf-cards"),
+        *([pn.pane.HTML(f"<div class='wf-trades-note'>Out of sample, {html.escape(walk_forward_trades_note(oos))}."
+                        "</div>", stylesheets=[CSS], sizing_mode="stretch_width")] if oos.get("n_trades") is not None
+          else []),
         *([pn.pane.Bokeh(eq, sizing_mode="stretch_width")] if eq is not None else
           [_empty("The stitched out-of-sample equity is not in the lake.")]),
         pn.pane.Bokeh(tl, sizing_mode="stretch_width"), pn.pane.Bokeh(f2, sizing_mode="stretch_width"),

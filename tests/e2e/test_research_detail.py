@@ -247,6 +247,11 @@ def test_walk_forward_windows_and_stitched_equity(open_page, research_lake: Rese
     assert n >= 3 and p.page.locator(".wf-windows tbody tr").count() == n
     oos = research_lake.one("SELECT value FROM metrics WHERE run_id = ? AND segment = 'oos' AND name = 'sharpe'", [rid])
     assert f"OOS SHARPE\n{metric_text('sharpe', oos)}" in p.text(".wf-cards")
+    # what the out-of-sample trade statistics cover, with the run's own counts
+    n_trades, closed = (research_lake.one("SELECT value FROM metrics WHERE run_id = ? AND segment = 'oos' AND name = ?",
+                                          [rid, name]) for name in ("n_trades", "n_closed_trades"))
+    assert (f"trades entered in its test windows ({closed:.0f} of {n_trades:.0f} closed)"
+            in p.text(".wf-trades-note"))
     deg = research_lake.one('SELECT degradation FROM windows WHERE parent_id = ? ORDER BY "window" LIMIT 1', [rid])
     assert p.page.locator(".wf-windows tbody tr").first.inner_text().split("\t")[-1] == value_text("pct", deg)
 

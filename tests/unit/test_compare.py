@@ -244,3 +244,17 @@ def test_labels_name_an_alpha_backtest_by_its_alpha_and_collapse_long_universes(
     many = ",".join(f"S{i}" for i in range(20))
     assert RunSeries("0123456789abcdef", eq, strategy="alpha momentum_12_1", symbols=many).label == (
         "01234567 alpha momentum_12_1 20 symbols")
+
+
+def test_a_walk_forward_says_what_its_trade_statistics_cover():
+    a = run("a", [1, 2, 3], [100.0, 101.0, 102.0])
+    wf = run("wf", [1, 2, 3], [100.0, 110.0, 124.0], kind="walk_forward",
+             metrics={"n_trades": 15.0, "n_closed_trades": 7.0, "profit_factor": 0.055})
+    notes = [w for w in compare([a, wf]).warnings if "walk_forward" in w]
+    assert notes == ["run wf (walk_forward): its trade statistics cover the trades entered in its test windows "
+                     "(7 of 15 closed); a position carried into a test window from its training period, or still "
+                     "open at the window's end, counts in the returns only"]
+    # other kinds, and a walk-forward without trade counts, say nothing of it
+    assert not [w for w in compare([a, run("b", [1, 2, 3], [1.0, 2.0, 3.0])]).warnings if "trade statistics" in w]
+    assert not [w for w in compare([a, run("wf", [1, 2, 3], [1.0, 2.0, 3.0], kind="walk_forward")]).warnings
+                if "trade statistics" in w]

@@ -50,7 +50,7 @@ from backlake.strategies import display_name
 __all__ = [
     "BASES", "MIN_RUNS", "MAX_RUNS", "DIRECTIONS", "COST_METRICS", "Direction", "RunSeries", "MetricRow",
     "Comparison", "direction", "best_worst", "check_run_ids", "check_basis", "level", "returns", "overlay",
-    "tracking_error", "correlation", "compare", "load_runs", "compare_runs",
+    "tracking_error", "correlation", "compare", "load_runs", "compare_runs", "walk_forward_trades_note",
 ]
 
 BASES = ("net", "gross")
@@ -295,6 +295,16 @@ def check_basis(basis: str) -> str:
     return basis
 
 
+def walk_forward_trades_note(metrics: Mapping[str, float | None]) -> str:
+    """What a walk-forward's out-of-sample trade statistics cover (they can disagree with its
+    returns: a trend position carried across window boundaries earns returns but no closed trade)."""
+    n, closed = metrics.get("n_trades"), metrics.get("n_closed_trades")
+    counts = f" ({closed:.0f} of {n:.0f} closed)" if n is not None and closed is not None else ""
+    return (f"its trade statistics cover the trades entered in its test windows{counts}; a position carried "
+            "into a test window from its training period, or still open at the window's end, counts in the "
+            "returns only")
+
+
 def _metrics_rows(runs: Sequence[RunSeries]) -> list[MetricRow]:
     names: list[str] = []
     for r in runs:
@@ -332,6 +342,9 @@ def compare(runs: Sequence[RunSeries], *, baseline: str | None = None, basis: st
             used = "net"
             warnings.append(f"basis gross needs per-bar costs, which run(s) {', '.join(lacking)} did not record: "
                             "every run is compared net of costs")
+    for r in runs:
+        if r.kind == "walk_forward" and r.metrics.get("n_trades") is not None:
+            warnings.append(f"run {r.run_id} (walk_forward): {walk_forward_trades_note(r.metrics)}")
     timeframes = sorted({r.timeframe for r in with_returns})
     if len(timeframes) > 1:
         warnings.append(f"the runs have different timeframes ({', '.join(timeframes)}): the overlay and the "

@@ -185,6 +185,8 @@ RUN_TITLES = {
     "created_by": "By",
 }
 METRIC_COLUMNS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "n_trades")
+#: The params column's width (px): the rest of a long params text is in the cell's tooltip.
+PARAMS_WIDTH = 260
 HTML_COLUMNS = ("kind", "status", "symbols")
 #: Sort choices: label -> column.
 SORT_CHOICES = {RUN_TITLES[c]: c for c in ("created_at", "run_id", "kind", "status", "strategy", "symbols",
@@ -301,6 +303,9 @@ class RunsTable(pn.viewable.Viewer):
             titles=RUN_TITLES, formatters={c: {"type": "html"} for c in HTML_COLUMNS},
             text_align={c: "right" for c in METRIC_COLUMNS}, layout="fit_data_stretch",
             frozen_columns=["run_id"], sizing_mode="stretch_width", header_align="center",
+            # a long params text (an alpha's options) is cut with an ellipsis, whole in its tooltip,
+            # instead of widening the table past the window
+            widths={"params": PARAMS_WIDTH}, configuration={"columnDefaults": {"tooltip": True}},
             pagination="local", page_size=max(PAGE_SIZES),  # one local page: the paging is the store's
             css_classes=["runs-table"], stylesheets=[TABLE_CSS],
         )

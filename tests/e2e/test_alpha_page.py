@@ -25,6 +25,7 @@ from backlake.data.ingest import ingest_bars
 from backlake.data.samples import load_samples
 from backlake.lake import Lake, connect
 from backlake.settings import Settings
+from dashboards.runs import PARAMS_WIDTH
 from tests.conftest import stop_process
 from tests.e2e.test_dashboard import REPO, UI_TIMEOUT_MS, Page, _free_port, _wait_for_page, run_configs
 
@@ -310,7 +311,21 @@ def test_run_url_parameter(browser, base_url: str, alpha_lake: AlphaLake) -> Non
 def test_runs_page_detail_links_to_the_alpha_page(browser, base_url: str, alpha_lake: AlphaLake) -> None:
     dash = open_page(browser, f"{base_url}/app")
     page = dash.page
-    page.locator(".runs-table .tabulator-row", has_text=alpha_lake.momentum).click()
+    row = page.locator(".runs-table .tabulator-row", has_text=alpha_lake.momentum)
+    # the alpha's long params text is cut in its column (not widening the table), whole in the tooltip
+    params = row.locator(".tabulator-cell[tabulator-field=params]")
+    row.wait_for()
+    page.wait_for_timeout(1000)  # the table draws its rows again once the page's data is in
+    assert params.bounding_box()["width"] <= PARAMS_WIDTH + 1
+    assert params.evaluate("e => e.scrollWidth > e.clientWidth")
+    page.locator(".runs-table .tabulator-tableholder").evaluate("e => { e.scrollLeft = e.scrollWidth; }")
+    box = params.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 10)
+    page.mouse.move(box["x"] + 40, box["y"] + 12, steps=5)
+    tooltip = page.locator(".tabulator-tooltip")
+    tooltip.wait_for()
+    assert "alpha=momentum_12_1" in tooltip.inner_text() and "rebalance=monthly" in tooltip.inner_text()
+    row.click()
     head = page.locator(".alpha-detail-header")
     head.get_by_text("momentum_12_1 on sp500_stocks (20 symbols)").wait_for()
     mean_ic = alpha_lake.metric(alpha_lake.momentum, "ic:h5", "mean_ic")

@@ -28,6 +28,7 @@ import param
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError
 from dashboards import details
+from dashboards.editor import DEFAULT_CONFIG
 from dashboards.fmt import DASH, metric_text
 from dashboards.identity import Identity, cancel_gate, submit_gate
 from dashboards.jobs import Job, JobQueue
@@ -47,11 +48,9 @@ NONE_OF_MINE = (
 )
 NO_MATCH = "**No run matches these filters** — widen them or press **Clear filters**."
 MINE, EVERYONE = "Mine", "Everyone"
-#: What the submit form holds until a run is selected (selecting one copies its config).
-EXAMPLE_CONFIG = {
-    "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30}, "universe": ["GOOG"],
-    "timeframe": "1d", "initial_cash": 10000, "costs": {"commission_bps": 10},
-}
+#: What the submit form holds until a run is selected (selecting one copies its config): the
+#: config editor's new config (the same costs), with its timeframe and cash spelled out.
+EXAMPLE_CONFIG = {**DEFAULT_CONFIG, "timeframe": "1d", "initial_cash": 10000}
 PAGE_SIZES = (25, 50, 100)
 #: A universe longer than this shows as "N symbols" (the list on hover).
 MAX_SYMBOLS_SHOWN = 3

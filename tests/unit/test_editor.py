@@ -280,3 +280,14 @@ def test_submit_follows_the_job_and_links_the_run(tmp_path: Path) -> None:
         assert "completed" in ed.job_pane.object and "./app?run=run123" in ed.job_pane.object
     finally:
         queue.shutdown()
+
+
+def test_the_runs_page_form_starts_from_the_editors_costs() -> None:
+    """Both submit forms start from one config: the same strategy run from either costs the same."""
+    from backlake.config import BacktestConfig
+    from dashboards.editor import DEFAULT_CONFIG
+    from dashboards.runs import EXAMPLE_CONFIG
+
+    example, default = BacktestConfig.model_validate(EXAMPLE_CONFIG), BacktestConfig.model_validate(DEFAULT_CONFIG)
+    assert example.costs == default.costs and example.costs.slippage_bps > 0
+    assert example.model_dump() == default.model_dump()  # timeframe and cash as the defaults too

@@ -147,6 +147,7 @@ def _fig(title: str, *, height: int = 300, x_axis_type: str = "auto", tools: str
     f.grid.grid_line_alpha = 0.4
     f.outline_line_color = None
     f.toolbar.logo = None
+    f.toolbar.autohide = True  # shown on hover: a long title never runs under it
     return f
 
 

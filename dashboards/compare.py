@@ -54,7 +54,7 @@ CSS = """
 # -- formatting ---------------------------------------------------------------------------------
 def format_value(name: str, value: float | None) -> str:
     """A metric as the table shows it: fractions as percentages, money and counts with
-    thousands separators, ratios with 2 decimals; undefined as an en dash."""
+    thousands separators, ratios with 3 decimals; undefined as an en dash."""
     if value is None or not math.isfinite(value):
         return "–"
     unit = METRIC_UNITS.get(name, "currency" if name in COST_METRICS else "")
@@ -66,7 +66,7 @@ def format_value(name: str, value: float | None) -> str:
         return f"{value:,.2f}"
     if unit.startswith("days"):
         return f"{value:,.1f}"
-    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3f}"
+    return f"{value:,.3f}"  # as the runs table and the run pages show ratios
 
 
 #: Metric labels where the plain name reads badly; others: "max_drawdown" -> "Max drawdown".

@@ -209,12 +209,15 @@ def test_bad_basis_and_baseline():
 # -- the page's pure helpers -------------------------------------------------------------------------
 def test_page_helpers_url_formatting_and_colour_classes():
     from dashboards.compare import format_value, metrics_html, parse_query, query_string, te_html
+    from dashboards.fmt import metric_text
 
     assert parse_query({"runs": [b"a, b,c"], "baseline": [b"b"], "basis": [b"gross"]}) == (["a", "b", "c"], "b",
                                                                                           "gross")
     assert parse_query({}) == ([], None, "net")
     assert query_string(["a", "b"], "a", "net") == "?runs=a,b&baseline=a&basis=net"
-    assert format_value("sharpe", 1.23456) == "1.23" and format_value("total_return", 0.1234) == "12.34%"
+    assert format_value("sharpe", 1.23456) == "1.235"
+    assert format_value("sortino", 1.595) == metric_text("sortino", 1.595)  # as the runs table shows it
+    assert format_value("total_return", 0.1234) == "12.34%"
     assert format_value("n_trades", 1234.0) == "1,234" and format_value("total_costs", 1234.5) == "1,234.50"
     assert format_value("sharpe", None) == "–" and format_value("sharpe", float("nan")) == "–"
 

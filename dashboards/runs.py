@@ -296,7 +296,8 @@ class RunsTable(pn.viewable.Viewer):
         self.size_select = w.Select(options=list(PAGE_SIZES), value=self.page_size, css_classes=["page-size"],
                                     width=70)
         self.size_select.param.watch(lambda e: self._set(page_size=e.new, page=0), "value")
-        self.page_text = pn.pane.HTML("", css_classes=["page-info"], width=240, align="center")
+        self.page_text = pn.pane.HTML("", css_classes=["page-info"], align="center", width=210,
+                                      styles={"margin-left": "auto", "text-align": "right"})
         self._table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(RUN_TITLES)), show_index=False, selectable=True, disabled=True,
             titles=RUN_TITLES, formatters={c: {"type": "html"} for c in HTML_COLUMNS},
@@ -450,9 +451,10 @@ class RunsTable(pn.viewable.Viewer):
                           sizing_mode="stretch_width", css_classes=["runs-filters"])
 
     def __panel__(self) -> pn.viewable.Viewable:
-        pager = pn.Row(self.sort_select, self.order_select, pn.layout.HSpacer(), self.page_text,
-                       self.prev_button, self.next_button, self.size_select, sizing_mode="stretch_width",
-                       css_classes=["runs-pager"])
+        # sorting on the left, paging pushed to the right; on a narrow window the paging wraps below
+        pager = pn.FlexBox(self.sort_select, self.order_select, self.page_text, self.prev_button,
+                           self.next_button, self.size_select, flex_wrap="wrap", align_items="flex-end",
+                           sizing_mode="stretch_width", css_classes=["runs-pager"])
         return pn.Column(self.filter_bar(), pager, self.message, self._table, sizing_mode="stretch_width")
 
 

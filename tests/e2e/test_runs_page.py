@@ -312,6 +312,27 @@ def test_sorting_and_paging(dash: Page, runs_lake: RunsLake) -> None:
 
 
 @pytest.mark.browser
+def test_pager_fits_a_narrow_window(dash: Page) -> None:
+    """At 1200 px (sidebar open) sorting and paging share one row inside the window; at 1000 px the
+    paging wraps below as a group instead of pushing the page-size picker off the page."""
+    page = dash.page
+    for width, one_row in ((1200, True), (1000, False)):
+        page.set_viewport_size({"width": width, "height": 1200})
+        page.wait_for_timeout(500)
+        boxes = {name: page.locator(sel).first.bounding_box()
+                 for name, sel in (("sort", ".sort-by select"), ("info", ".page-info"),
+                                   ("prev", ".page-prev button"), ("next", ".page-next button"),
+                                   ("size", ".page-size select"))}
+        for name, box in boxes.items():
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (width, name, box)
+        rows = {name: round(box["y"] + box["height"] / 2) for name, box in boxes.items() if box is not None}
+        assert abs(rows["prev"] - rows["size"]) <= 4 and abs(rows["next"] - rows["size"]) <= 4, (width, rows)
+        assert (abs(rows["sort"] - rows["size"]) <= 4) == one_row, (width, rows)
+    page.screenshot(path=str(SHOTS / "pager-1000px.png"), full_page=True)
+    assert dash.errors == []
+
+
+@pytest.mark.browser
 def test_failed_cancelled_and_running_details(dash: Page, runs_lake: RunsLake) -> None:
     page = dash.page
     detail = page.locator(".run-detail")

@@ -30,6 +30,7 @@ import panel as pn
 
 from backlake.errors import ConfigError
 from backlake.settings import Settings, get_settings
+from backlake.strategies import display_name
 
 __all__ = ["render_report", "report_html", "report_header", "find_run", "ReportStore", "REPORTS_DIR",
            "PRINT_CSS", "PRINT_HIDDEN", "PRINT_SCRIPT"]
@@ -144,7 +145,9 @@ def _symbols(run: dict[str, Any]) -> list[str]:
         return []
     if hasattr(v, "tolist"):
         v = v.tolist()
-    return [str(x) for x in v] if isinstance(v, (list, tuple)) else [str(v)]
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v]
+    return [s.strip() for s in str(v).split(",") if s.strip()]  # runs.symbols: "AAPL,MSFT"
 
 
 def report_title(run: dict[str, Any]) -> str:
@@ -152,7 +155,7 @@ def report_title(run: dict[str, Any]) -> str:
     syms = _symbols(run)
     shown = ", ".join(syms) if len(syms) <= 4 else f"{', '.join(syms[:3])} and {len(syms) - 3} more"
     kind = str(run.get("kind") or "run").replace("_", " ")
-    return f"{run.get('strategy') or 'run'} on {shown or 'no symbols'} — {kind}"
+    return f"{display_name(run.get('strategy'), run.get('params')) or 'run'} on {shown or 'no symbols'} — {kind}"
 
 
 def report_header(run: dict[str, Any]) -> pn.pane.HTML:

@@ -27,6 +27,7 @@ import param
 
 from backlake.config import BacktestConfig
 from backlake.errors import BacklakeError
+from backlake.strategies import display_name
 from dashboards import details
 from dashboards.editor import DEFAULT_CONFIG
 from dashboards.fmt import DASH, metric_text
@@ -57,14 +58,21 @@ MAX_SYMBOLS_SHOWN = 3
 
 
 def format_params(params_json: str | None) -> str:
-    """``{"fast": 10, "slow": 30}`` -> ``fast=10, slow=30``."""
+    """``{"fast": 10, "slow": 30}`` -> ``fast=10, slow=30``. Values read as in the JSON config
+    (``true``, ``{"lookback": 252}``); parameters left unset (null) are not shown."""
     if not params_json:
         return ""
     try:
         params = json.loads(params_json)
     except ValueError:
         return params_json
-    return ", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else params_json
+    if not isinstance(params, dict):
+        return params_json
+
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return ", ".join(f"{k}={text(v)}" for k, v in params.items() if v is not None)
 
 
 # -- cells ---------------------------------------------------------------------------------------
@@ -514,7 +522,7 @@ class RunDetail(pn.viewable.Viewer):
         names = [s for s in str(run.get("symbols") or "").split(",") if s]
         universe = ", ".join(names) if len(names) <= MAX_SYMBOLS_SHOWN else f"{len(names)} symbols"
         tf = f" ({run['timeframe']})" if run.get("timeframe") else ""
-        return f"{kind} · {run['strategy']} on {universe or '?'}{tf}"
+        return f"{kind} · {display_name(run['strategy'], run.get('params'))} on {universe or '?'}{tf}"
 
     @classmethod
     def _header(cls, run: dict[str, Any]) -> pn.pane.HTML:

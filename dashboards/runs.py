@@ -53,6 +53,8 @@ MINE, EVERYONE = "Mine", "Everyone"
 #: config editor's new config (the same costs), with its timeframe and cash spelled out.
 EXAMPLE_CONFIG = {**DEFAULT_CONFIG, "timeframe": "1d", "initial_cash": 10000}
 PAGE_SIZES = (25, 50, 100)
+#: A selected run's detail is built this long after the selection (the form is filled at once).
+SHOW_DETAIL_AFTER_MS = 150
 #: A universe longer than this shows as "N symbols" (the list on hover).
 MAX_SYMBOLS_SHOWN = 3
 
@@ -831,8 +833,10 @@ class RunsPage(pn.viewable.Viewer):
                 self.submit.use_config(run.get("config"))
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None:
-            # in a browser session: on the next tick, so the table and the form update now
-            pn.state.execute(self._show_selected, schedule=True)
+            # in a browser session: a moment later, once the table's and the form's changes have gone
+            # out to the browser (a next-tick callback ran before they were sent, so the form waited
+            # seconds for the detail's charts)
+            pn.state.add_periodic_callback(self._show_selected, period=SHOW_DETAIL_AFTER_MS, count=1)
         else:
             self._show_selected()
 

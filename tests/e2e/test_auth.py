@@ -271,7 +271,7 @@ def test_researcher_submits_a_run_recorded_as_theirs(session: Session, server: s
     (bobs,) = auth_lake.runs_by["bob"]
     page.locator(".runs-table .tabulator-row", has_text=bobs).click()  # copies its config into the form
     editor = page.locator(".submit-config textarea")
-    expect(editor).to_have_value(re.compile('"fast": 15'))
+    expect(editor).to_have_value(re.compile('"fast": 15'), timeout=UI_TIMEOUT_MS)
     editor.fill(editor.input_value().replace('"fast": 15', '"fast": 7'))
     page.locator(".submit-run button").click()
     page.locator(".submit-feedback").get_by_text("queued").wait_for()

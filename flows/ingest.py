@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from backlake.data.file import read_bars_file
-from backlake.data.ingest import ingest_bars
+from backlake.data.ingest import check_ingest_request, ingest_bars
 from backlake.data.samples import load_samples
 from backlake.data.synthetic import synthetic_bars
 from backlake.errors import ConfigError, DataValidationError
@@ -74,6 +74,7 @@ def ingest_flow(
 
     ``revise``: bars stored with other values are replaced (one new ``bars`` version) instead
     of rejecting the ingest."""
+    check_ingest_request(source, symbols, path, symbol, timeframe, columns, periods)
     label_flow_run("ingest")
     bars = load_bars_task(source, symbols, path, symbol, timeframe, columns, seed, periods)
     return ingest_task(bars, lake_uri, revise)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from backlake.lake.maintenance import maintain
+from backlake.lake.maintenance import check_maintenance_options, maintain
 from flows._common import flow_run_namer, label_flow_run, open_lake, prefect_alive
 
 
@@ -17,6 +17,7 @@ def maintenance_flow(
     lake_uri: str | None = None,
 ) -> dict:
     """Maintain every lake table; returns the per-table report."""
+    check_maintenance_options(vacuum_retention_hours, failed_retention_days, stale_after_hours)
     label_flow_run("maintenance")
     report = maintain(open_lake(lake_uri), compact=compact, checkpoint=checkpoint,
                       vacuum_retention_hours=vacuum_retention_hours,

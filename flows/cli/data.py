@@ -23,9 +23,19 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from backlake.data.ingest import check_ingest_request
+    from backlake.errors import ConfigError
+    from flows.cli.server import use_prefect_api
     from flows.ingest import ingest_flow
 
-    columns = dict(kv.split("=", 1) for kv in args.map) if args.map else None
+    columns: dict[str, str] | None = None
+    for kv in args.map or []:
+        ours, eq, theirs = kv.partition("=")
+        if not eq or not ours:
+            raise ConfigError(f"--map {kv!r}: write OURS=THEIRS, e.g. --map ts=Date close='Adj Close'")
+        columns = {**(columns or {}), ours: theirs}
+    check_ingest_request(args.source, args.symbols, args.path, args.symbol, args.timeframe, columns, args.periods)
+    use_prefect_api()
     report = ingest_flow(
         source=args.source, symbols=args.symbols, path=args.path, symbol=args.symbol,
         timeframe=args.timeframe, columns=columns, seed=args.seed, periods=args.periods, revise=args.revise,

@@ -44,7 +44,8 @@ FLOW_COMMANDS = {"demo", "ingest", "backtest", "sweep", "optimize", "walk-forwar
                  "maintain", "alpha"}
 #: commands that check their input against the lake first and pick the Prefect API themselves,
 #: just before their flow (so a user error is answered before any server is looked for)
-CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress", "alpha"}
+CHECKED_FIRST = {"backtest", "sweep", "optimize", "walk-forward", "monte-carlo", "regress", "alpha", "ingest",
+                 "maintain"}
 
 
 def build_parser() -> argparse.ArgumentParser:

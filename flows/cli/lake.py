@@ -121,7 +121,12 @@ def _expiry_scope() -> tuple[bool, str | None]:
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
+    from backlake.lake.maintenance import check_maintenance_options
+    from flows.cli.server import use_prefect_api
+
+    check_maintenance_options(args.retention_hours, args.failed_days, args.stale_hours)
     restricted, user = _expiry_scope()
+    use_prefect_api()
     if restricted:
         from backlake.lake import Lake
         from backlake.lake.maintenance import maintain

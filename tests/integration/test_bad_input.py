@@ -50,6 +50,9 @@ def write(tmp: Path, name: str, content: object) -> str:
     return str(p)
 
 
+CSV = "ts,open,high,low,close,volume\n2020-01-02,10,11,9,10.5,100\n2020-01-03,10.5,11,10,10.8,120\n"
+
+
 def cfg(**kw: object) -> dict:
     return {**GOOD, **kw}
 
@@ -122,6 +125,31 @@ CASES: list[tuple[str, list[object], str]] = [
     ("mc-method", ["monte-carlo", {"c": GOOD}, "--method", "trade_bootstrp"], "did you mean 'trade_bootstrap'"),
     ("mc-seeds", ["monte-carlo", {"c": GOOD}, "--seeds", "1", "1"], "each once"),
     ("mc-missing-symbol", ["monte-carlo", {"c": cfg(universe=["NOPE"])}], "'NOPE' is not in the lake"),
+    # -- maintenance: a retention that would delete what it should keep
+    ("maintain-negative-failed-days", ["maintain", "--failed-days", "-1"], "--failed-days=-1.0 is not a valid"),
+    ("maintain-negative-retention", ["maintain", "--retention-hours", "-1"], "use a number >= 0 and <= 876,000"),
+    ("maintain-nan-retention", ["maintain", "--retention-hours", "nan", "--dry-run"], "--retention-hours=nan"),
+    ("maintain-huge-retention", ["maintain", "--retention-hours", "1e30", "--dry-run"], "--retention-hours=1e+30"),
+    ("maintain-zero-stale", ["maintain", "--stale-hours", "0"], "--stale-hours=0.0 is not a valid value"),
+    # -- ingest: what can be checked before a bar is read
+    ("ingest-blank-symbol", ["ingest", "--source", "file", "--path", {"bars.csv": CSV}, "--symbol", ""],
+     "symbol='' is not a symbol"),
+    ("ingest-path-symbol", ["ingest", "--source", "file", "--path", {"bars.csv": CSV}, "--symbol", "../../etc"],
+     "symbol='../../etc' is not a symbol"),
+    ("ingest-no-path", ["ingest", "--source", "file", "--symbol", "X"], "needs a path: --path FILE"),
+    ("ingest-missing-file", ["ingest", "--source", "file", "--path", "/nonexistent/bars.csv", "--symbol", "X"],
+     "does not exist"),
+    ("ingest-directory", ["ingest", "--source", "file", "--path", "@dir", "--symbol", "X"], "is not a file"),
+    ("ingest-extension", ["ingest", "--source", "file", "--path", {"bars.xlsx": CSV}, "--symbol", "X"],
+     "unsupported extension"),
+    ("ingest-map-no-equals", ["ingest", "--source", "file", "--path", {"bars.csv": CSV}, "--symbol", "X",
+                              "--map", "close"], "--map 'close': write OURS=THEIRS"),
+    ("ingest-map-key", ["ingest", "--source", "file", "--path", {"bars.csv": CSV}, "--symbol", "X",
+                        "--map", "closee=Close"], "did you mean 'close'"),
+    ("ingest-timeframe", ["ingest", "--source", "file", "--path", {"bars.csv": CSV}, "--symbol", "X",
+                          "--timeframe", "2d"], "unknown timeframe '2d'"),
+    ("ingest-sample-symbol", ["ingest", "--source", "samples", "--symbols", "NOPE"], "unknown sample symbol 'NOPE'"),
+    ("ingest-periods", ["ingest", "--source", "synthetic", "--periods", "0"], "periods=0 is not a number of bars"),
 ]
 
 
@@ -134,7 +162,7 @@ def test_bad_input_answered_before_any_flow(case: str, command: list[object], ex
     for part in command:
         if isinstance(part, dict):
             ((name, content),) = part.items()
-            argv.append(write(tmp_path, f"{name}.json", content))
+            argv.append(write(tmp_path, name if "." in name else f"{name}.json", content))
         elif part == "@dir":
             argv.append(str(tmp_path / "dir"))
         else:

@@ -81,7 +81,8 @@ def test_all_rules_together_and_a_row_breaking_two_rules_is_skipped_once() -> No
 
 @pytest.mark.parametrize(
     "field, value",
-    [("open", None), ("high", float("inf")), ("low", float("nan")), ("volume", None), ("symbol", None)],
+    [("open", None), ("high", float("inf")), ("low", float("nan")), ("volume", None), ("symbol", None),
+     ("symbol", ""), ("symbol", "  ")],  # a blank symbol would be stored as a null one
 )
 def test_missing_values_of_any_required_field(field: str, value: object) -> None:
     row = {**bar("AAA", LATER[0]), field: value}

@@ -199,3 +199,71 @@ def _differ(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return False
     return a != b
+
+
+#: A symbol as the lake stores it (a partition value): letters, digits and . _ - ^ = + (BRK.B,
+#: ^GSPC, EURUSD=X), starting with a letter, a digit or ^.
+SYMBOL_PATTERN = r"[A-Za-z0-9^][A-Za-z0-9._\-^=+]{0,31}"
+MAX_SYNTHETIC_PERIODS = 5_000_000
+
+
+def check_symbol(field: str, symbol: str) -> str:
+    """``symbol`` if it can be a symbol of the lake, else ``ConfigError`` naming ``field``."""
+    import re
+
+    from backlake.errors import ConfigError
+
+    if not isinstance(symbol, str) or not re.fullmatch(SYMBOL_PATTERN, symbol):
+        raise ConfigError(f"{field}={symbol!r} is not a symbol: use 1-32 letters, digits or . _ - ^ = + starting "
+                          "with a letter, a digit or ^ (e.g. GOOG, BRK.B, ^GSPC, EURUSD=X)")
+    return symbol
+
+
+def check_ingest_request(source: str, symbols: list[str] | None, path: str | None, symbol: str | None,
+                         timeframe: str, columns: dict[str, str] | None, periods: int) -> None:
+    """Everything about an ingest that can be checked before any bar is read, so a mistake is one
+    line before a flow starts: the source, its path (a readable CSV or Parquet file), the symbols,
+    the timeframe, the column mapping and the number of synthetic bars. ``ConfigError`` names the
+    field, the value and the fix."""
+    from pathlib import Path
+
+    from backlake._suggest import unknown_name_message
+    from backlake.config import TIMEFRAMES
+    from backlake.data.file import _CSV_SUFFIXES, _PARQUET_SUFFIXES, DEFAULT_ALIASES
+    from backlake.errors import ConfigError
+
+    if source not in ("samples", "synthetic", "file"):
+        raise ConfigError(unknown_name_message("source", source, ("samples", "synthetic", "file")))
+    if timeframe not in TIMEFRAMES:
+        raise ConfigError(unknown_name_message("timeframe", timeframe, TIMEFRAMES))
+    for s in symbols or []:
+        check_symbol("symbols", s)
+    if symbols is not None and not symbols:
+        raise ConfigError("symbols=[] names no symbol: leave it out for the default, or name some, e.g. GOOG")
+    if source == "samples":
+        from backlake.data.samples import SAMPLE_SYMBOLS
+
+        for s in symbols or []:
+            if s not in SAMPLE_SYMBOLS:
+                raise ConfigError(unknown_name_message("sample symbol", s, SAMPLE_SYMBOLS))
+    if source == "synthetic" and not 1 <= periods <= MAX_SYNTHETIC_PERIODS:
+        raise ConfigError(f"periods={periods} is not a number of bars: use 1 to {MAX_SYNTHETIC_PERIODS:,}")
+    if source != "file":
+        return
+    if symbol is not None:
+        check_symbol("symbol", symbol)
+    if not path:
+        raise ConfigError("source='file' needs a path: --path FILE (a .csv, .csv.gz or .parquet file)")
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"path={path!r} does not exist: check the path")
+    if not p.is_file():
+        raise ConfigError(f"path={path!r} is not a file: name a .csv, .csv.gz or .parquet file")
+    if not p.name.lower().endswith((*_CSV_SUFFIXES, *_PARQUET_SUFFIXES)):
+        raise ConfigError(f"path={path!r} has an unsupported extension: use .csv, .csv.gz or .parquet")
+    for ours, theirs in (columns or {}).items():
+        if ours not in DEFAULT_ALIASES:
+            raise ConfigError(unknown_name_message("columns key", ours, DEFAULT_ALIASES)
+                              + "; --map takes OURS=THEIRS, e.g. --map ts=Date close='Adj Close'")
+        if not theirs:
+            raise ConfigError(f"--map {ours}= names no column of the file: write {ours}=<the file's column>")

@@ -8,7 +8,7 @@ Per-row rules (a bad row is skipped and counted once per rule it breaks, never s
 dropped):
 
 - ``missing_value``: null, NaN or infinite ``ts/open/high/low/close/volume`` (or a null
-  ``symbol``/``timeframe``);
+  ``symbol``/``timeframe``, or a blank ``symbol``);
 - ``non_positive_price``: any of ``open/high/low/close`` <= 0;
 - ``ohlc_inconsistent``: ``high < max(open, close)``, ``low > min(open, close)`` or ``high < low``;
 - ``negative_volume``: ``volume < 0``;
@@ -246,6 +246,7 @@ def _rule_exprs() -> list[pl.Expr]:
     num = {c: pl.when(pl.col(c).is_finite()).then(pl.col(c)) for c in (*PRICES, "volume")}
     missing = pl.any_horizontal(
         [pl.col(c).is_null() for c in ("symbol", "timeframe", "ts")]
+        + [pl.col("symbol").str.strip_chars().eq("").fill_null(False)]  # blank: a null symbol once stored
         + [~pl.col(c).is_finite().fill_null(False) for c in (*PRICES, "volume")]
     )
     o, h, lo, c = (num[p] for p in PRICES)

@@ -34,7 +34,37 @@ from deltalake import DeltaTable
 from backlake.lake.schemas import TABLES
 from backlake.lake.store import Lake
 
-__all__ = ["maintain", "MaintenanceReport", "pinned_versions"]
+__all__ = ["maintain", "MaintenanceReport", "pinned_versions", "check_maintenance_options"]
+
+#: Upper bounds of the maintenance options: a century (a larger span overflows the date arithmetic).
+MAX_RETENTION_HOURS = 876_000.0
+MAX_FAILED_DAYS = 36_500.0
+
+
+def check_maintenance_options(vacuum_retention_hours: float | None, failed_retention_days: float | None,
+                              stale_after_hours: float) -> None:
+    """Refuse, before anything is touched, a retention that would delete what it should keep: a
+    negative vacuum retention makes every older version unreadable by time travel, negative failed
+    days expire runs that failed a moment ago, a stale timeout of zero or less reaps runs that are
+    still running on another host. ``ConfigError`` names the option, the value and the range."""
+    import math
+
+    from backlake.errors import ConfigError
+
+    def check(option: str, value: float | None, low: float, high: float, low_ok: bool, hint: str) -> None:
+        if value is None:
+            return
+        v = float(value)
+        if not math.isfinite(v) or v < low or (v == low and not low_ok) or v > high:
+            bound = f"{'>=' if low_ok else '>'} {low:g} and <= {high:,.0f}"
+            raise ConfigError(f"{option}={value!r} is not a valid value: use a number {bound} ({hint})")
+
+    check("--retention-hours", vacuum_retention_hours, 0.0, MAX_RETENTION_HOURS, True,
+          "versions younger than this stay readable by time travel; the default is 168")
+    check("--failed-days", failed_retention_days, 0.0, MAX_FAILED_DAYS, True,
+          "failed and cancelled runs older than this are deleted; the default is 30")
+    check("--stale-hours", stale_after_hours, 0.0, MAX_RETENTION_HOURS, False,
+          "a run left running this long without a live attempt is reaped as crashed; the default is 6")
 
 
 @dataclass

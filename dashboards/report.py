@@ -97,10 +97,13 @@ PRINT_SCRIPT = """(() => {
 })();""".replace("__CSS__", json.dumps(PRINT_HIDE_CSS))
 
 
+#: Where a user finds a run id.
+FIND_RUN = "the runs page, or `backlake sql \"SELECT run_id, strategy FROM runs\"`"
+
 def find_run(store: Any, run_id: str) -> dict[str, Any]:
     """The ``runs`` row of ``run_id`` (any status) as a dict; ConfigError naming it if absent."""
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ConfigError(f"run {run_id!r} is not a run id: give the run_id of a run (`backlake runs list`)")
+        raise ConfigError(f"run {run_id!r} is not a run id: give the run_id of a run ({FIND_RUN})")
     run = None
     try:
         run = store.run(run_id)
@@ -110,7 +113,7 @@ def find_run(store: Any, run_id: str) -> dict[str, Any]:
         df = store.query("SELECT * FROM runs WHERE run_id = ? ORDER BY created_at DESC LIMIT 1", [run_id])
         if not len(df):
             raise ConfigError(f"run {run_id!r} is not in the lake at {store.lake_uri}: "
-                              "pick a run_id from `backlake runs list` (or the runs page)")
+                              f"pick a run_id from {FIND_RUN}")
         run = df.iloc[0].to_dict()
     full = store.query("SELECT * FROM runs WHERE run_id = ? ORDER BY created_at DESC LIMIT 1", [run_id],
                        key=("report-run", run_id))
@@ -355,7 +358,7 @@ class ReportStore:
 
 def _check_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ConfigError(f"run {run_id!r} is not a run id: give the run_id of a run (`backlake runs list`)")
+        raise ConfigError(f"run {run_id!r} is not a run id: give the run_id of a run ({FIND_RUN})")
     return run_id
 
 

@@ -47,6 +47,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
         if not version.isdigit():
             raise ConfigError(f"--at {spec!r}: write TABLE=VERSION, e.g. --at bars=3")
         at.append((table, int(version)))
+    if at:  # a table or version that is not there is the user's mistake (exit 2), named before any query
+        from backlake._suggest import unknown_name_message
+        from backlake.lake import Lake
+        from backlake.lake.schemas import SCHEMAS
+
+        lake = Lake()
+        for table, version in at:
+            if table not in SCHEMAS:
+                raise ConfigError(f"--at {table}={version}: " + unknown_name_message("table", table, SCHEMAS))
+            latest = lake.version(table) if lake.exists(table) else None
+            if latest is None or version > latest:
+                raise ConfigError(f"--at {table}={version}: {table} has no version {version} ("
+                                  + ("the table does not exist yet" if latest is None else f"latest is {latest}")
+                                  + ")")
     with connect_readonly(at=at) as con:
         try:
             cur = con.execute(args.query)

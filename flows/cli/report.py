@@ -13,7 +13,8 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                        description="The same charts and tables as the run's page on the dashboard, in one HTML "
                                    "file with every script inline: open it from disk with no server or network, "
                                    "print it to PDF from the browser.")
-    s.add_argument("run", help="the run_id (see `backlake runs list` or the runs page)")
+    s.add_argument("run", help="the run_id (see the runs page, or "
+                               "`backlake sql \"SELECT run_id, strategy FROM runs\"`)")
     s.add_argument("--format", choices=["html"], default="html", help="the file format (html)")
     s.add_argument("--output", "-o", metavar="PATH", help="the file to write (default report-<run>.html here)")
     s.set_defaults(fn=cmd_report)

@@ -102,6 +102,12 @@ CASES: list[tuple[str, list[object], str]] = [
     # -- research commands
     ("sweep-no-valid-combination", ["sweep", {"c": GOOD}, "--grid", {"g": {"fast": [50], "slow": [10]}}], "fast"),
     ("sweep-grid-not-object", ["sweep", {"c": GOOD}, "--grid", {"g": [1, 2]}], "must map parameter"),
+    ("sweep-grid-scalar", ["sweep", {"c": GOOD}, "--grid", {"g": {"fast": 5}}],
+     "grid['fast']=5 is not a list of values: write e.g. {\"fast\": [5]}"),
+    ("sweep-grid-repeated", ["sweep", {"c": GOOD}, "--grid", {"g": {"fast": [5, 5], "slow": [30]}}],
+     "grid['fast'] lists 5 more than once"),
+    ("wf-grid-scalar", ["walk-forward", {"c": GOOD}, "--grid", {"g": {"fast": 5}}, "--train", "100", "--test", "50"],
+     "grid['fast']=5 is not a list of values"),
     ("sweep-objective", ["sweep", {"c": GOOD}, "--grid", {"g": {"fast": [5]}}, "--objective", "sharp"],
      "did you mean 'sharpe'"),
     ("sweep-chunk", ["sweep", {"c": GOOD}, "--grid", {"g": {"fast": [5]}}, "--chunk-size", "0"], "chunk_size"),
@@ -125,6 +131,9 @@ CASES: list[tuple[str, list[object], str]] = [
     ("mc-method", ["monte-carlo", {"c": GOOD}, "--method", "trade_bootstrp"], "did you mean 'trade_bootstrap'"),
     ("mc-seeds", ["monte-carlo", {"c": GOOD}, "--seeds", "1", "1"], "each once"),
     ("mc-missing-symbol", ["monte-carlo", {"c": cfg(universe=["NOPE"])}], "'NOPE' is not in the lake"),
+    # -- time travel in sql: a table or version that is not there
+    ("sql-at-table", ["sql", "SELECT 1", "--at", "barz=1"], "--at barz=1: unknown table 'barz'; did you mean 'bars'"),
+    ("sql-at-version", ["sql", "SELECT 1", "--at", "bars=999"], "--at bars=999: bars has no version 999 (latest"),
     # -- maintenance: a retention that would delete what it should keep
     ("maintain-negative-failed-days", ["maintain", "--failed-days", "-1"], "--failed-days=-1.0 is not a valid"),
     ("maintain-negative-retention", ["maintain", "--retention-hours", "-1"], "use a number >= 0 and <= 876,000"),

@@ -15,6 +15,7 @@ skipped and counted, not an error.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,9 +68,18 @@ def expand_grid(cfg: BacktestConfig, grid: Mapping[str, Iterable[Any]]) -> tuple
             raise ConfigError("grid: " + unknown_name_message(f"parameter of {cfg.strategy}", k, model.model_fields))
     values = []
     for k in keys:
-        v = list(grid[k])
+        raw = grid[k]
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Iterable):
+            example = json.dumps({k: [raw]}, default=str)
+            raise ConfigError(f"grid[{k!r}]={raw!r} is not a list of values: write e.g. {example}")
+        v = list(raw)
         if not v:
             raise ConfigError(f"grid[{k!r}] is empty: list at least one value")
+        seen = [json.dumps(x, sort_keys=True, default=str) for x in v]
+        dupes = sorted({x for x in seen if seen.count(x) > 1})
+        if dupes:
+            raise ConfigError(f"grid[{k!r}] lists {', '.join(dupes)} more than once: list each value once "
+                              "(the same combination would run twice)")
         values.append(v)
     combos: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []

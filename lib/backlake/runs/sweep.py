@@ -71,8 +71,8 @@ def plan_sweep(
         raise ConfigError(unknown_name_message("objective", objective, SWEEP_OBJECTIVES))
     if chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be at least 1")
+    combos, report = expand_grid(cfg, grid)  # ConfigError when a value is no list or nothing is valid
     lists = {k: list(v) for k, v in grid.items()}
-    combos, report = expand_grid(cfg, lists)  # ConfigError when nothing is valid
     check_configs(lake, [cfg])  # symbols, timeframe, dates, benchmark against the lake
     pinned = pin(lake, cfg)
     rid = run_id("sweep", {"config": cfg.model_dump(mode="json"), "grid": lists, "objective": objective},

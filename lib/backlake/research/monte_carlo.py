@@ -305,6 +305,10 @@ def _entry_inputs(
 # validation
 
 
+#: Paths per seed at most (each path redraws the whole return series).
+MAX_PATHS = 1_000_000
+
+
 def check_args(
     *, method: str, n_paths: int, seeds: Sequence[int], block_size: int, confidence: float, ruin_drawdown: float,
 ) -> list[int]:
@@ -316,7 +320,7 @@ def check_args(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds!r} must list at least one seed, each once, e.g. (0, 1, 2)")
     for s in seeds:
-        check_whole_number("seeds[]", s, 0, "e.g. (0, 1, 2)")
+        check_whole_number("seeds[]", s, 0, "e.g. (0, 1, 2)", 2**32 - 1)
     _check_summary_args(confidence, ruin_drawdown)
     return seeds
 
@@ -324,7 +328,7 @@ def check_args(
 def _check_common(method: str, n_paths: int, block_size: int) -> None:
     if method not in METHODS:
         raise ConfigError("method: " + unknown_name_message("method", str(method), METHODS))
-    check_whole_number("n_paths", n_paths, 1, "e.g. 1000")
+    check_whole_number("n_paths", n_paths, 1, "e.g. 1000", MAX_PATHS)
     check_whole_number("block_size", block_size, 1, "returns per block, e.g. 20")
 
 
@@ -335,7 +339,9 @@ def _check_summary_args(confidence: float, ruin_drawdown: float) -> None:
         raise ConfigError(f"ruin_drawdown={ruin_drawdown!r} must be a fraction in (0, 1], e.g. 0.5 for a 50 % drawdown")
 
 
-def check_whole_number(name: str, value: object, minimum: int, example: str) -> None:
-    """ConfigError unless ``value`` is a whole number (not a bool) >= ``minimum``."""
+def check_whole_number(name: str, value: object, minimum: int, example: str, maximum: int | None = None) -> None:
+    """ConfigError unless ``value`` is a whole number (not a bool) >= ``minimum`` (and <= ``maximum``)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name}={value!r} must be a whole number >= {minimum}, {example}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r} is more than {maximum:,}: use {minimum} to {maximum:,}, {example}")

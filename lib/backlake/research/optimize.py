@@ -180,8 +180,8 @@ def plan_study(
         n_trials = min(n_trials, size)
     else:
         n_trials = 50 if n_trials is None else _check_count("n_trials", n_trials, "e.g. 50")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed={seed!r} must be a whole number, e.g. 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise ConfigError(f"seed={seed!r} must be a whole number from 0 to 4,294,967,295, e.g. 0")
     split, n_is = _split(cfg, bars, oos_fraction, oos_start, validated)
     if not isinstance(pbo_blocks, int) or pbo_blocks % 2 or pbo_blocks < 2 or n_is - 1 < 2 * pbo_blocks:
         raise ConfigError(
@@ -493,7 +493,13 @@ def _suggest(trial: Trial, name: str, dist: Any) -> Any:
     return trial.suggest_float(name, float(dist["low"]), float(dist["high"]), step=dist["step"], log=dist["log"])
 
 
+#: Trials (and parallel workers) at most.
+MAX_COUNT = 100_000
+
+
 def _check_count(name: str, value: object, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value!r} must be a whole number >= 1, {example}")
+    if value > MAX_COUNT:
+        raise ConfigError(f"{name}={value!r} is more than {MAX_COUNT:,}: use 1 to {MAX_COUNT:,}, {example}")
     return value

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from backlake.errors import ConfigError
+from flows.cli.output import port
 from flows.cli.progress import add_progress_option
 from flows.cli.server import run_in_foreground
 
@@ -28,7 +29,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_dashboard(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("dashboard", help="serve the Panel dashboards (sign-in against `backlake users`)")
-    s.add_argument("--port", type=int, default=5006, help="port to serve on")
+    s.add_argument("--port", type=port, default=5006, help="port to serve on")
     s.add_argument("--address", default="127.0.0.1", help="address to listen on")
     s.add_argument("--show", action="store_true", help="open a browser")
     s.add_argument("--oauth-provider", metavar="NAME",

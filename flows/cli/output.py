@@ -143,3 +143,14 @@ def read_config(path: str) -> dict:
         raise ConfigError(f"{path} must hold one config object")
     BacktestConfig.model_validate(config)
     return config
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a whole number from 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a whole number from 1 to 65535")
+    return value

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from backlake.errors import ConfigError
+from flows.cli.output import port
 from flows.cli.server import port_free, run_in_foreground
 
 #: moto accepts any credentials; these are the ones its documentation uses
@@ -30,7 +31,7 @@ def add_s3(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("s3", help="a local S3 server (moto) for the lake")
     ssub = s.add_subparsers(dest="s3_command", required=True)
     sv = ssub.add_parser("serve", help="serve S3 on 127.0.0.1 with a bucket, print the exports, run until Ctrl-C")
-    sv.add_argument("--port", type=int, default=9000, help="port on 127.0.0.1")
+    sv.add_argument("--port", type=port, default=9000, help="port on 127.0.0.1")
     sv.add_argument("--bucket", default="backlake", help="bucket to create")
     sv.add_argument("--prefix", default="lake", help="the lake's prefix in the bucket (BACKLAKE_LAKE_URI)")
     sv.add_argument("--verbose", action="store_true", help="print the server's request log")

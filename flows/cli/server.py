@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backlake.errors import BacklakeError
+from flows.cli.output import port
 
 STATE_FILE = "backlake-server.json"
 LOG_FILE = "backlake-server.log"
@@ -378,7 +379,7 @@ def add_server(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("server", help="start, stop or check the local Prefect server that commands use")
     ssub = s.add_subparsers(dest="server_command", required=True)
     st = ssub.add_parser("start", help="start the local Prefect server in the background (kept running)")
-    st.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 4200 when free, else a free port)")
+    st.add_argument("--port", type=port, help="port on 127.0.0.1 (default: 4200 when free, else a free port)")
     st.add_argument("--timeout", type=float,
                     help=f"seconds to wait for it to answer before one retry (default {DEFAULT_TIMEOUT:.0f})")
     st.set_defaults(fn=cmd_server_start)

@@ -40,3 +40,19 @@ def test_a_negative_horizon_is_answered_by_the_horizons_check(tmp_path, monkeypa
     assert code == 2, err
     assert "horizon -5 is not a whole number of trading days > 0" in err
     assert "expected one argument" not in err
+
+
+@pytest.mark.parametrize("argv", [["server", "start", "--port", "70000"], ["s3", "serve", "--port", "-1"],
+                                  ["dashboard", "--port", "0"], ["dashboard", "--port", "http"]])
+def test_a_port_outside_1_to_65535_is_refused_by_the_parser(argv: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a port: use a whole number from 1 to 65535" in err and "Traceback" not in err
+
+
+def test_a_port_in_range_is_parsed(parser) -> None:
+    assert parser.parse_args(["dashboard", "--port", "5078"]).port == 5078
+    assert parser.parse_args(["s3", "serve", "--port", "65535"]).port == 65535

@@ -210,7 +210,16 @@ def render_report(store: Any, run_id: str, path: str | Path) -> Path:
         raise ConfigError(f"--output {str(path)!r} is a directory: give a file name, e.g. {out / f'{run_id}.html'}")
     if not out.parent.exists():
         raise ConfigError(f"--output {str(path)!r}: the directory {out.parent} does not exist; create it first")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--output {str(path)!r}: {out.parent} is a file, not a directory; give a path in a "
+                          "directory")
     run = find_run(store, run_id)
+    try:  # before the work: a place that takes no file (read-only, /proc, ...) is the user's to fix
+        with open(out, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--output {str(path)!r} cannot be written ({e.strerror or e}): give a path in a "
+                          "directory you can write to") from None
     with pn.config.set(inline=True):  # the widgets' stylesheets inline too, not links to Panel's CDN
         view = report_view(store, run)
         view.save(str(out), resources=INLINE, embed=True, max_states=100, max_opts=20, progress=False,

@@ -87,6 +87,12 @@ def test_cli_report_bad_input_is_one_line(local_settings: Settings, tmp_path: Pa
     assert main(["report", run_id, "--output", str(tmp_path / "x.pdf")]) == 2
     assert "ending in .html" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+    (tmp_path / "a-file").write_text("")
+    assert main(["report", run_id, "--output", str(tmp_path / "a-file" / "x.html")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["report", run_id, "--output", "/proc/backlake-report.html"]) == 2  # a place that takes no file
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --output '/proc/backlake-report.html' cannot be written") and "\n" not in err
 
 
 def _stored(settings: Settings) -> set[str]:

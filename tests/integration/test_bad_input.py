@@ -130,6 +130,8 @@ CASES: list[tuple[str, list[object], str]] = [
                             "--test", "100"], "train"),
     ("wf-bad-span", ["walk-forward", {"c": GOOD}, "--grid", {"g": {"fast": [5]}}, "--train", "4x",
                      "--test", "1y"], "4x"),
+    ("wf-span-huge", ["walk-forward", {"c": GOOD}, "--grid", {"g": {"fast": [5]}}, "--train",
+                      "99999999999999999999y", "--test", "1y"], "is longer than 200 years"),
     ("mc-block-size", ["monte-carlo", {"c": GOOD}, "--method", "block_bootstrap", "--block-size", "0"],
      "block_size=0"),
     ("mc-confidence", ["monte-carlo", {"c": GOOD}, "--confidence", "1.5"], "confidence"),

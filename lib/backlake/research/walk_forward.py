@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 MODES = ("rolling", "anchored")
+#: A calendar span at most this long (a longer one is no window of any data, and overflows dates).
+MAX_SPAN_YEARS = 200
 _SPAN = re.compile(r"^\s*(\d+)\s*([dwmy])\s*$", re.IGNORECASE)
 _UTC = dt.UTC
 
@@ -346,7 +348,11 @@ def _parse_span(name: str, value: str) -> tuple[int, int]:
             "or '<n>y' years with n >= 1, e.g. '6m', or a bar count such as 126"
         )
     n, unit = int(m.group(1)), m.group(2).lower()
-    return {"d": (0, n), "w": (0, 7 * n), "m": (n, 0), "y": (12 * n, 0)}[unit]
+    months, days = {"d": (0, n), "w": (0, 7 * n), "m": (n, 0), "y": (12 * n, 0)}[unit]
+    if months > 12 * MAX_SPAN_YEARS or days > 366 * MAX_SPAN_YEARS:
+        raise ConfigError(f"{name}={value!r} is longer than {MAX_SPAN_YEARS} years: use a span your bars can "
+                          "hold, e.g. '4y'")
+    return months, days
 
 
 def _parse_bars(name: str, value: object, minimum: int) -> int:

@@ -154,7 +154,8 @@ class BacktestConfig(_Section):
     start: dt.date | None = Field(default=None, description="First bar date (inclusive); default: data start.")
     end: dt.date | None = Field(default=None, description="Last bar date (inclusive); default: data end.")
     timeframe: str = Field(default="1d", description=f"Bar size, one of {', '.join(TIMEFRAMES)}.")
-    initial_cash: float = Field(default=10_000.0, gt=0, description="Starting cash, in the quote currency.")
+    initial_cash: float = Field(default=10_000.0, gt=0, le=1e15,
+                                description="Starting cash, in the quote currency (at most 1e15).")
     direction: Literal["long_only", "short_only", "long_short"] = Field(
         default="long_only", description="long_only, short_only, or long_short (reverses on an opposite signal)."
     )

@@ -72,6 +72,7 @@ CASES: list[tuple[str, list[object], str]] = [
     ("unknown-strategy", ["backtest", {"c": cfg(strategy="sma_crosover")}], "sma_crossover"),
     ("bad-direction", ["backtest", {"c": cfg(direction="sideways")}], "direction"),
     ("bad-timeframe", ["backtest", {"c": cfg(timeframe="1x")}], "timeframe"),
+    ("cash-too-large", ["backtest", {"c": cfg(initial_cash=1e308)}], "initial_cash: Input should be less than"),
     ("negative-cash", ["backtest", {"c": cfg(initial_cash=-5)}], "initial_cash"),
     ("start-after-end", ["backtest", {"c": cfg(start="2020-01-01", end="2019-01-01")}], "start"),
     ("fraction-too-big", ["backtest", {"c": cfg(sizing={"fraction": 50})}], "fraction"),

@@ -15,7 +15,39 @@ def _add_runner_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--runner", choices=("thread", "dask"), default="thread",
                     help="task runner: threads on this machine, or Dask (prefect-dask)")
     sp.add_argument("--address", help="Dask scheduler address (default: start a local cluster)")
-    sp.add_argument("--workers", type=int, default=2, help="local Dask cluster size")
+    sp.add_argument("--workers", type=_workers, default=2, help="local Dask cluster size (1 to 256)")
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: use 1 to 256") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: use 1 to 256")
+    return n
+
+
+def check_dask_address(address: str, timeout: float = 5.0) -> None:
+    """A Dask scheduler address that is malformed or where nothing answers is one line before the
+    flow starts (Dask itself waits 30 s and fails inside the flow)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if parts.scheme not in ("tcp", "tls") or not host or not port:
+        raise ConfigError(f"--address {address!r} is not a Dask scheduler address: write tcp://HOST:PORT, "
+                          "e.g. tcp://127.0.0.1:8786 (or leave it out for a local cluster)")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--address {address!r}: no Dask scheduler answers there ({e.strerror or e}); start one "
+                          "(`dask scheduler`) or leave --address out for a local cluster") from None
 
 
 def _lake():
@@ -25,10 +57,13 @@ def _lake():
     return Lake()
 
 
-def _prefect() -> None:
-    """Point Prefect at the running server (or start it): after the input checks, before the flow."""
+def _prefect(args: argparse.Namespace | None = None) -> None:
+    """Point Prefect at the running server (or start it): after the input checks (a Dask
+    scheduler ``--address`` among them), before the flow."""
     from flows.cli.server import use_prefect_api
 
+    if args is not None and getattr(args, "runner", "thread") == "dask" and args.address:
+        check_dask_address(args.address)
     use_prefect_api()
 
 
@@ -61,7 +96,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     configs = read_configs(args.config)  # every config validated, problems listed by position
     _check_backtests(configs)  # against the lake, before Prefect starts
-    _prefect()
+    _prefect(args)
     results = backtest_flow(configs)
     print(runs_summary([r["run_id"] for r in results]))
     return 0
@@ -111,7 +146,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     plan_sweep(_lake(), BacktestConfig.model_validate(config), grid, chunk_size=args.chunk_size,
                objective=args.objective)  # every check, before Prefect starts
-    _prefect()
+    _prefect(args)
     with progress_bars(args.progress):
         out = _with_runner(sweep_flow, args)(config, grid, chunk_size=args.chunk_size, objective=args.objective)
     print(f"\nsweep {out['run_id']}: {out['n_valid']} combination(s), {out['n_skipped']} skipped as invalid")
@@ -155,7 +190,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     plan_optimize(_lake(), BacktestConfig.model_validate(config), space, objective=args.objective,
                   n_trials=args.trials, sampler=args.sampler, oos_fraction=args.oos_fraction, seed=args.seed,
                   parallel=args.parallel)  # every check, before Prefect starts
-    _prefect()
+    _prefect(args)
     with progress_bars(args.progress):
         out = _with_runner(optimize_flow, args)(
             config, space, objective=args.objective, n_trials=args.trials, sampler=args.sampler,
@@ -197,7 +232,7 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     plan_walk_forward(_lake(), BacktestConfig.model_validate(config), grid, train=span(args.train),
                       test=span(args.test), step=span(args.step) if args.step else None, mode=args.mode,
                       objective=args.objective)  # every check, before Prefect starts
-    _prefect()
+    _prefect(args)
     with progress_bars(args.progress):
         out = walk_forward_flow(config, grid, train=span(args.train), test=span(args.test),
                                 step=span(args.step) if args.step else None, mode=args.mode, objective=args.objective)
@@ -236,7 +271,7 @@ def cmd_monte_carlo(args: argparse.Namespace) -> int:
     plan_monte_carlo(_lake(), BacktestConfig.model_validate(config), method=args.method, n_paths=args.paths,
                      seeds=args.seeds, block_size=args.block_size, confidence=args.confidence,
                      ruin_drawdown=args.ruin_drawdown)  # every check, before Prefect starts
-    _prefect()
+    _prefect(args)
     with progress_bars(args.progress):
         out = monte_carlo_flow(config, method=args.method, n_paths=args.paths, seeds=args.seeds,
                                block_size=args.block_size, confidence=args.confidence,
@@ -274,7 +309,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         print(NO_GOLDENS)
         return 0
     check(goldens, lake, from_lake=args.goldens is None)
-    _prefect()
+    _prefect(args)
     rows = regression_flow(args.goldens)
     runs = sorted({r["run_id"] for r in rows})
     print(f"{len(runs)} golden run(s), {len(rows)} metric(s): all within tolerance")

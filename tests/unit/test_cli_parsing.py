@@ -56,3 +56,11 @@ def test_a_port_outside_1_to_65535_is_refused_by_the_parser(argv: list[str],
 def test_a_port_in_range_is_parsed(parser) -> None:
     assert parser.parse_args(["dashboard", "--port", "5078"]).port == 5078
     assert parser.parse_args(["s3", "serve", "--port", "65535"]).port == 65535
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "1000", "two"])
+def test_a_dask_cluster_size_outside_1_to_256_is_refused(workers: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "c.json", "--grid", "g.json", "--runner", "dask", "--workers", workers])
+    assert exit_info.value.code == 2
+    assert "is not a number of workers: use 1 to 256" in capsys.readouterr().err

@@ -41,7 +41,7 @@ from backlake.errors import BacklakeError
 from backlake.lake.store import Lake
 from backlake.runs.checks import Coverage, coverage
 from backlake.settings import get_settings
-from backlake.strategies import display_name, get_strategy
+from backlake.strategies import get_strategy
 from dashboards.identity import Identity, submit_gate
 from dashboards.jobs import Job, JobQueue
 
@@ -649,10 +649,10 @@ def _from_run(run_id: str) -> tuple[dict[str, Any] | None, str]:
     if problems:
         return None, (f"Run `{run_id}`'s config cannot be edited in this version's form "
                       f"({'; '.join(map(str, problems))}): starting from the default config.")
-    names = [s for s in str(run.get("symbols") or "").split(",") if s]
-    on = ", ".join(names) if len(names) <= 5 else f"{len(names)} symbols"
-    return config, (f"A copy of run **`{run_id}`** ({display_name(run.get('strategy'), run.get('params'))} on {on}): "
-                    "only the keys it set, defaults folded away. Submitting makes a new run.")
+    from dashboards.details.backtest import run_title
+
+    return config, (f"A copy of run **`{run_id}`** ({run_title(run)}): only the keys it set, defaults folded away. "
+                    "Submitting makes a new run.")
 
 
 def _session_arg(name: str) -> str | None:

@@ -17,7 +17,7 @@ import pandas as pd
 import panel as pn
 
 from backlake.errors import BacklakeError
-from backlake.strategies import display_name
+from dashboards.details.backtest import run_title
 from dashboards.details.research import CSS, parse_json
 from dashboards.fmt import DASH, metric_text
 from dashboards.layout import page, watch_versions
@@ -129,9 +129,7 @@ class RegressionPage:
 
     def _golden(self, g: dict[str, Any], rows: pd.DataFrame, status: str) -> pn.pane.HTML:
         params = ", ".join(f"{k}={v}" for k, v in parse_json(g.get("params")).items())
-        names = [s for s in str(g.get("symbols") or "").split(",") if s]
-        on = ", ".join(names) if len(names) <= 5 else f"{len(names)} symbols"
-        title = f"{display_name(g.get('strategy'), g.get('params')) or '(run not in the lake)'} on {on or '?'}"
+        title = run_title(g) if g.get("strategy") else "(run not in the lake) on ?"
         tols = parse_json(g.get("tolerances"))
         tol_text = ", ".join(f"{k} ± {diff_text(v)}" for k, v in tols.items())
         head = (f"<h4>{html.escape(title)} {pill(status)}</h4><div class='bl-sub'>{html.escape(params)} · run "

@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +145,21 @@ def read_config(path: str) -> dict:
     return config
 
 
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a whole number from 1 to 65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: use a whole number from 1 to 65535")
-    return value
+def whole_number(what: str, low: int, high: int, allowed: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``; a bad one is
+    ``'<text>' is not <what>: use <allowed>``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: use {allowed}")
+        return value
+
+    return parse
+
+
+#: An argparse type: a TCP port, 1 to 65535.
+port = whole_number("a port", 1, 65535, "a whole number from 1 to 65535")

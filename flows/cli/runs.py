@@ -7,7 +7,7 @@ import argparse
 import json
 
 from backlake.errors import ConfigError
-from flows.cli.output import format_rows, read_config, read_configs, read_json
+from flows.cli.output import format_rows, read_config, read_configs, read_json, whole_number
 from flows.cli.progress import add_progress_option, progress_bars
 
 
@@ -15,17 +15,8 @@ def _add_runner_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--runner", choices=("thread", "dask"), default="thread",
                     help="task runner: threads on this machine, or Dask (prefect-dask)")
     sp.add_argument("--address", help="Dask scheduler address (default: start a local cluster)")
-    sp.add_argument("--workers", type=_workers, default=2, help="local Dask cluster size (1 to 256)")
-
-
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: use 1 to 256") from None
-    if not 1 <= n <= 256:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: use 1 to 256")
-    return n
+    sp.add_argument("--workers", type=whole_number("a number of workers", 1, 256, "1 to 256"), default=2,
+                    help="local Dask cluster size (1 to 256)")
 
 
 def check_dask_address(address: str, timeout: float = 5.0) -> None:
